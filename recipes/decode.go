@@ -1,0 +1,206 @@
+package recipes
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Pos is a position in a recipe file (1-based).
+type Pos struct {
+	Line, Col int
+}
+
+// decoder maps a YAML node tree onto the recipe types by reflection, strictly:
+// unknown keys, duplicate keys and wrong kinds are errors, and every error is
+// collected (not just the first) with the node's position. It also records
+// the position of every field path so that validation can point at it.
+type decoder struct {
+	errs *ErrorList
+	pos  map[string]Pos
+}
+
+func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
+	d.errs.add(Pos{n.Line, n.Column}, path, fmt.Sprintf(format, args...))
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "null"
+		}
+		return fmt.Sprintf("%q", n.Value)
+	}
+	return "an unsupported node"
+}
+
+func joinPath(base, key string) string {
+	if base == "" {
+		return key
+	}
+	return base + "." + key
+}
+
+func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	d.pos[path] = Pos{n.Line, n.Column}
+	switch v.Kind() {
+	case reflect.Pointer:
+		if n.Tag == "!!null" {
+			return
+		}
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		d.decode(n, v.Elem(), path)
+	case reflect.Struct:
+		d.decodeStruct(n, v, path)
+	case reflect.Slice:
+		if n.Tag == "!!null" {
+			return
+		}
+		if n.Kind != yaml.SequenceNode {
+			d.fail(n, path, "expected a list, found %s", kindName(n))
+			return
+		}
+		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, c := range n.Content {
+			d.decode(c, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+		v.Set(s)
+	case reflect.Map:
+		if n.Tag == "!!null" {
+			return
+		}
+		if n.Kind != yaml.MappingNode {
+			d.fail(n, path, "expected a mapping, found %s", kindName(n))
+			return
+		}
+		m := reflect.MakeMap(v.Type())
+		seen := map[string]int{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			if k.Kind != yaml.ScalarNode {
+				d.fail(k, path, "keys must be plain strings")
+				continue
+			}
+			if first, dup := seen[k.Value]; dup {
+				d.fail(k, joinPath(path, k.Value), "duplicate key %q (first at line %d); remove one", k.Value, first)
+				continue
+			}
+			seen[k.Value] = k.Line
+			ev := reflect.New(v.Type().Elem()).Elem()
+			d.decode(val, ev, joinPath(path, k.Value))
+			m.SetMapIndex(reflect.ValueOf(k.Value), ev)
+		}
+		v.Set(m)
+	case reflect.String:
+		if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+			d.fail(n, path, "expected a string, found %s", kindName(n))
+			return
+		}
+		// The raw text keeps what the author wrote: mode 0644 stays "0644",
+		// version 1.10 stays "1.10" instead of becoming a float.
+		v.SetString(n.Value)
+	case reflect.Bool:
+		var b bool
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b) != nil {
+			d.fail(n, path, "expected true or false, found %s", kindName(n))
+			return
+		}
+		v.SetBool(b)
+	case reflect.Int:
+		i, err := strconv.Atoi(n.Value)
+		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" || err != nil {
+			d.fail(n, path, "expected a whole number, found %s", kindName(n))
+			return
+		}
+		v.SetInt(int64(i))
+	default:
+		panic(fmt.Sprintf("recipes: unsupported field kind %s", v.Kind()))
+	}
+}
+
+func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
+	if n.Tag == "!!null" {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.fail(n, path, "expected a mapping, found %s", kindName(n))
+		return
+	}
+	fields := map[string]int{}
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		name := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+		if name != "" && name != "-" {
+			fields[name] = i
+		}
+	}
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		kp := joinPath(path, k.Value)
+		if first, dup := seen[k.Value]; dup {
+			d.fail(k, kp, "duplicate key %q (first at line %d); remove one", k.Value, first)
+			continue
+		}
+		seen[k.Value] = k.Line
+		idx, ok := fields[k.Value]
+		if !ok {
+			d.fail(k, kp, "unknown field %q%s", k.Value, suggest(k.Value, fields))
+			continue
+		}
+		d.decode(val, v.Field(idx), kp)
+	}
+}
+
+// suggest names the closest known key, for typos such as "pakages".
+func suggest(key string, fields map[string]int) string {
+	best, bestD := "", 1<<30
+	names := make([]string, 0, len(fields))
+	for f := range fields {
+		names = append(names, f)
+	}
+	sort.Strings(names)
+	for _, f := range names {
+		if dist := levenshtein(strings.ToLower(key), strings.ToLower(f)); dist < bestD {
+			best, bestD = f, dist
+		}
+	}
+	if best != "" && bestD <= 3 && bestD < len(key) {
+		return fmt.Sprintf("; did you mean %q?", best)
+	}
+	return "; allowed here: " + strings.Join(names, ", ")
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
