@@ -328,6 +328,9 @@ func RunnerEnv(rn *recipes.Runner) string {
 	sort.Strings(keys)
 	var b strings.Builder
 	b.WriteString("# Rendered by imagebake: the runner's settings (no secrets).\n")
+	// Values are data: shellcheck's warnings about quotes and $ inside
+	// single quotes do not apply.
+	b.WriteString("# shellcheck disable=SC2016,SC2089,SC2090\n")
 	for _, k := range keys {
 		fmt.Fprintf(&b, "%s=%s\nexport %s\n", k, ShellQuote(vars[k]), k)
 	}
