@@ -409,3 +409,24 @@ func (rd *renderer) runcmd(opts Options) [][]string {
 func ShellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
+
+// RenderAccess is the cloud-config for booting an already-baked image to
+// verify it: only the pinned host key and a login for the check session,
+// nothing of the recipe (the image already holds it).
+func RenderAccess(opts Options) ([]byte, error) {
+	t := true
+	cc := cloudConfig{SSHDeleteKeys: &t, Users: []any{"default"}}
+	if opts.HostKeyPrivate != "" {
+		cc.SSHKeys = map[string]string{"ed25519_private": opts.HostKeyPrivate, "ed25519_public": opts.HostKeyPublic}
+	}
+	if opts.BuildUser != "" {
+		cc.Users = append(cc.Users, user{Name: opts.BuildUser, Shell: "/bin/sh", LockPasswd: true,
+			Sudo: "ALL=(ALL) NOPASSWD:ALL", SSHAuthorizedKeys: []string{opts.BuildAuthorizedKey}})
+	}
+	var buf bytes.Buffer
+	buf.WriteString(cloudConfigHeader)
+	if err := yaml.NewEncoder(&buf).Encode(cc); err != nil {
+		return nil, fmt.Errorf("encode cloud-config: %w", err)
+	}
+	return buf.Bytes(), nil
+}

@@ -30,10 +30,28 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	// The first SIGINT/SIGTERM cancels ctx so that cleanups run; bake
-	// watches for a second one itself.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// The first SIGINT/SIGTERM cancels ctx so that cleanups run; a second
+	// one closes abort, which stops the cleanups (what is left is printed).
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	abort := make(chan struct{})
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		n := 0
+		for sig := range sigs {
+			n++
+			if n == 1 {
+				fmt.Fprintf(stderr, "imagebake: %s: stopping and cleaning up (again to stop cleaning up)\n", sig)
+				cancel(fmt.Errorf("interrupted by %s", sig))
+				continue
+			}
+			close(abort)
+			return
+		}
+	}()
+	app.Metadata = map[string]any{"abort": (<-chan struct{})(abort)}
 	err := app.RunContext(ctx, args)
 	if err == nil {
 		return 0
@@ -66,7 +84,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 				return cli.Exit(fmt.Sprintf("--log-level %q: use debug, info, warn or error", c.String("log-level")), exitUsage)
 			}
-			c.App.Metadata = map[string]any{"logger": slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))}
+			c.App.Metadata["logger"] = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 			return nil
 		},
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
@@ -75,6 +93,10 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			validateCommand(),
 			renderCommand(),
+			bakeCommand(),
+			verifyCommand(),
+			baseCommand(),
+			versionsCommand(),
 			versionCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -86,6 +108,11 @@ func logger(c *cli.Context) *slog.Logger {
 		return l
 	}
 	return slog.Default()
+}
+
+func abortChan(c *cli.Context) <-chan struct{} {
+	ch, _ := c.App.Metadata["abort"].(<-chan struct{})
+	return ch
 }
 
 func usageErr(format string, args ...any) error {

@@ -1,0 +1,226 @@
+// Package bake runs a bake as an ordered list of small stages. Each stage
+// that creates something registers its cleanup the moment the thing exists;
+// cleanups run in reverse order on success, failure and cancellation, with a
+// fresh bounded context, so nothing of a build outlives it.
+package bake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// EventKind is what happened to a stage.
+type EventKind string
+
+// Event kinds.
+const (
+	StageStart  EventKind = "start"
+	StageDone   EventKind = "done"
+	StageFailed EventKind = "failed"
+	StageSkip   EventKind = "skipped"
+	CleanupDone EventKind = "cleanup"
+	CleanupFail EventKind = "cleanup-failed"
+	CleanupLeft EventKind = "left"
+	Info        EventKind = "info"
+)
+
+// Event is one thing the progress display, the JSON log and the manifest
+// hear about.
+type Event struct {
+	Time     time.Time     `json:"time"`
+	Kind     EventKind     `json:"kind"`
+	Stage    string        `json:"stage"`
+	Duration time.Duration `json:"duration,omitempty"`
+	Message  string        `json:"message,omitempty"`
+}
+
+// Sink receives events; it must be safe for concurrent use.
+type Sink interface {
+	Event(Event)
+}
+
+// StageError is a stage's failure, naming the stage.
+type StageError struct {
+	Stage string
+	Err   error
+}
+
+func (e *StageError) Error() string { return fmt.Sprintf("stage %s: %v", e.Stage, e.Err) }
+func (e *StageError) Unwrap() error { return e.Err }
+
+// StageTiming is one stage's duration, for the manifest.
+type StageTiming struct {
+	Name     string        `json:"name"`
+	Duration time.Duration `json:"durationNs"`
+	Seconds  float64       `json:"seconds"`
+	Failed   bool          `json:"failed,omitempty"`
+}
+
+type cleanup struct {
+	name string
+	fn   func(context.Context) error
+	// keep marks a cleanup that --keep-on-failure skips (the build
+	// machine), as opposed to ones that always run (a local seed server).
+	keep bool
+}
+
+// Pipeline sequences stages and their cleanups.
+type Pipeline struct {
+	log      *slog.Logger
+	sink     Sink
+	timeouts map[string]time.Duration
+	now      func() time.Time
+
+	mu       sync.Mutex
+	cleanups []cleanup
+	timings  []StageTiming
+}
+
+// NewPipeline makes a pipeline. timeouts bounds named stages (a stage with
+// no entry is bounded only by ctx).
+func NewPipeline(log *slog.Logger, sink Sink, timeouts map[string]time.Duration) *Pipeline {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Pipeline{log: log, sink: sink, timeouts: timeouts, now: time.Now}
+}
+
+func (p *Pipeline) emit(e Event) {
+	e.Time = p.now()
+	if p.sink != nil {
+		p.sink.Event(e)
+	}
+}
+
+// Note reports something worth showing without being a stage.
+func (p *Pipeline) Note(stage, msg string) { p.emit(Event{Kind: Info, Stage: stage, Message: msg}) }
+
+// Stage runs fn as the named stage, bounded by the stage's timeout. Its
+// error comes back as a *StageError.
+func (p *Pipeline) Stage(ctx context.Context, name string, fn func(ctx context.Context) error) error {
+	if err := ctx.Err(); err != nil {
+		return &StageError{Stage: name, Err: context.Cause(ctx)}
+	}
+	if d, ok := p.timeouts[name]; ok && d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, d, fmt.Errorf("stage %s timed out after %s", name, d))
+		defer cancel()
+	}
+	p.emit(Event{Kind: StageStart, Stage: name})
+	start := p.now()
+	err := fn(ctx)
+	d := p.now().Sub(start)
+	p.mu.Lock()
+	p.timings = append(p.timings, StageTiming{Name: name, Duration: d, Seconds: d.Seconds(), Failed: err != nil})
+	p.mu.Unlock()
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil && errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w (%v)", err, cause)
+		}
+		p.emit(Event{Kind: StageFailed, Stage: name, Duration: d, Message: err.Error()})
+		return &StageError{Stage: name, Err: err}
+	}
+	p.emit(Event{Kind: StageDone, Stage: name, Duration: d})
+	return nil
+}
+
+// Skip records a stage that did not need to run.
+func (p *Pipeline) Skip(name, why string) { p.emit(Event{Kind: StageSkip, Stage: name, Message: why}) }
+
+// OnCleanup registers fn to undo what a stage just created. Register it the
+// moment the thing exists, before anything else can fail.
+func (p *Pipeline) OnCleanup(name string, fn func(context.Context) error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cleanups = append(p.cleanups, cleanup{name: name, fn: fn})
+}
+
+// OnCleanupKeepable is OnCleanup for the build machine and what it needs:
+// --keep-on-failure leaves these in place.
+func (p *Pipeline) OnCleanupKeepable(name string, fn func(context.Context) error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cleanups = append(p.cleanups, cleanup{name: name, fn: fn, keep: true})
+}
+
+// Forget drops a registered cleanup by name: the thing was handed over (a
+// published version) or removed by a stage.
+func (p *Pipeline) Forget(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := len(p.cleanups) - 1; i >= 0; i-- {
+		if p.cleanups[i].name == name {
+			p.cleanups = append(p.cleanups[:i], p.cleanups[i+1:]...)
+			return
+		}
+	}
+}
+
+// UnwindOptions bound the cleanups.
+type UnwindOptions struct {
+	// Timeout bounds all cleanups together (fresh context: the bake's own
+	// may be cancelled already).
+	Timeout time.Duration
+	// Keep skips keepable cleanups (--keep-on-failure after a failure).
+	Keep bool
+	// Abort, when closed (a second Ctrl-C), stops cleaning up; what is left
+	// is reported.
+	Abort <-chan struct{}
+}
+
+// Unwind runs the cleanups in reverse order and returns what could not be
+// cleaned up (and what was kept or left), by name.
+func (p *Pipeline) Unwind(opts UnwindOptions) (left []string, err error) {
+	p.mu.Lock()
+	cs := p.cleanups
+	p.cleanups = nil
+	p.mu.Unlock()
+	if opts.Timeout <= 0 {
+		opts.Timeout = 15 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
+	defer cancel()
+	if opts.Abort != nil {
+		go func() {
+			select {
+			case <-opts.Abort:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	var errs []error
+	for i := len(cs) - 1; i >= 0; i-- {
+		c := cs[i]
+		if opts.Keep && c.keep {
+			left = append(left, c.name)
+			p.emit(Event{Kind: CleanupLeft, Stage: "cleanup", Message: c.name + " kept (--keep-on-failure)"})
+			continue
+		}
+		if ctx.Err() != nil {
+			left = append(left, c.name)
+			p.emit(Event{Kind: CleanupLeft, Stage: "cleanup", Message: c.name + " left: cleanup stopped"})
+			continue
+		}
+		start := p.now()
+		if cerr := c.fn(ctx); cerr != nil {
+			left = append(left, c.name)
+			errs = append(errs, fmt.Errorf("cleanup %s: %w", c.name, cerr))
+			p.emit(Event{Kind: CleanupFail, Stage: "cleanup", Message: c.name + ": " + cerr.Error()})
+			continue
+		}
+		p.emit(Event{Kind: CleanupDone, Stage: "cleanup", Duration: p.now().Sub(start), Message: c.name})
+	}
+	return left, errors.Join(errs...)
+}
+
+// Timings are the stages run so far, in order.
+func (p *Pipeline) Timings() []StageTiming {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]StageTiming(nil), p.timings...)
+}
