@@ -30,16 +30,16 @@ const BuildUser = "imagebake"
 
 // Tags imagebake records on every version it publishes.
 const (
-	TagRecipe      = "imagebake.recipe"
-	TagRecipeHash  = "imagebake.recipe-hash"
-	TagRunner      = "imagebake.runner-version"
-	TagBaseImage   = "imagebake.base-image"
-	TagBaseVersion = "imagebake.base-version"
-	TagImagebake   = "imagebake.version"
-	TagCommit      = "imagebake.commit"
-	TagBuildID     = "imagebake.build-id"
-	TagMachineID   = "imagebake.build-machine-id"
-	TagHostKeys    = "imagebake.build-host-keys"
+	TagRecipe      = gallery.TagRecipe
+	TagRecipeHash  = gallery.TagRecipeHash
+	TagRunner      = gallery.TagRunner
+	TagBaseImage   = gallery.TagBaseImage
+	TagBaseVersion = gallery.TagBaseVersion
+	TagImagebake   = gallery.TagImagebake
+	TagCommit      = gallery.TagCommit
+	TagBuildID     = gallery.TagBuildID
+	TagMachineID   = gallery.TagMachineID
+	TagHostKeys    = gallery.TagHostKeys
 )
 
 // LocalOptions configure a local bake.
