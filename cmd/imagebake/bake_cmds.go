@@ -66,8 +66,18 @@ func logDir(c *cli.Context, recipe, kind string) string {
 	return filepath.Join(c.String("cache-dir"), "logs", fmt.Sprintf("%s-%s-%s", recipe, kind, time.Now().UTC().Format("20060102T150405Z")))
 }
 
+// defaultTimeouts bound every stage that waits on a machine, so a hung VM
+// fails the bake (and is cleaned up) instead of blocking a nightly job.
+var defaultTimeouts = map[string]time.Duration{
+	"boot": 10 * time.Minute, "ssh": 15 * time.Minute, "cloud-init": 45 * time.Minute, "checks": 20 * time.Minute,
+	"deprovision": 10 * time.Minute, "capture": 30 * time.Minute, "publish": 30 * time.Minute, "generalized": 5 * time.Minute,
+}
+
 func stageTimeouts(r *recipes.Recipe) map[string]time.Duration {
 	out := map[string]time.Duration{}
+	for k, v := range defaultTimeouts {
+		out[k] = v
+	}
 	for stage, s := range r.Build.Timeouts {
 		if d, err := recipes.ParseDuration(s); err == nil {
 			out[stage] = d
@@ -85,9 +95,9 @@ func bakeCommand() *cli.Command {
 			"over SSH, deprovisions, captures and publishes the next patch version in the recipe's MAJOR.MINOR line.\n" +
 			"Everything the build created is removed afterwards, on success, failure or Ctrl-C.\n" +
 			"Exit codes: 0 baked, 1 bake failed, 2 bad usage or recipe.",
-		Flags: append(localFlags(),
+		Flags: append(append(localFlags(),
 			&cli.StringFlag{Name: "version", Usage: "publish exactly this X.Y.Z instead of the next patch", EnvVars: envs("VERSION")},
-		),
+		), azureFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := checkOutput(c); err != nil {
 				return err
@@ -105,7 +115,7 @@ func bakeCommand() *cli.Command {
 			case "local":
 				return bakeLocal(c, r)
 			case "azure":
-				return cli.Exit("imagebake: --target azure is not available in this build yet; bake locally with --target local", exitUsage)
+				return bakeAzure(c, r)
 			default:
 				return usageErr("--target %q: use local or azure", c.String("target"))
 			}
@@ -136,12 +146,12 @@ func bakeLocal(c *cli.Context, r *recipes.Recipe) error {
 		Timeouts: stageTimeouts(r), CleanupTime: c.Duration("cleanup-timeout"), GitCommit: gitCommit(r.Source),
 	}
 	m, err := bake.Local(c.Context, r, opts)
-	return finish(c, m, err, textOut, jsonOut)
+	return finish(c, "bake", m, err, textOut, jsonOut)
 }
 
 // finish prints the result, writes GitHub step outputs, and maps the error
 // to an exit code.
-func finish(c *cli.Context, m *bake.Manifest, err error, textOut io.Writer, jsonOut bool) error {
+func finish(c *cli.Context, verb string, m *bake.Manifest, err error, textOut io.Writer, jsonOut bool) error {
 	if jsonOut {
 		enc := json.NewEncoder(c.App.Writer)
 		enc.SetIndent("", "  ")
@@ -154,7 +164,7 @@ func finish(c *cli.Context, m *bake.Manifest, err error, textOut io.Writer, json
 	}
 	if err != nil {
 		fmt.Fprintf(textOut, "logs: %s\n", m.LogDir)
-		return cli.Exit(fmt.Sprintf("imagebake: %s %s failed: %v", m.Result, m.Recipe, err), exitFailed)
+		return cli.Exit(fmt.Sprintf("imagebake: %s of %s failed: %v", verb, m.Recipe, err), exitFailed)
 	}
 	if m.Version != "" && m.Result == "baked" {
 		fmt.Fprintf(textOut, "published %s %s: %s\n", m.Image, m.Version, firstNonEmpty(m.Path, m.VersionID))
@@ -273,7 +283,7 @@ func verifyCommand() *cli.Command {
 				Abort: abortChan(c), Progress: c.App.ErrWriter, Logger: logger(c), Sink: bake.NewTextSink(textOut, isTerminal(textOut)),
 				Timeouts: stageTimeouts(r), CleanupTime: c.Duration("cleanup-timeout")}
 			m, err := bake.VerifyLocal(c.Context, r, v, opts)
-			if err := finish(c, m, err, textOut, jsonOut); err != nil {
+			if err := finish(c, "verify", m, err, textOut, jsonOut); err != nil {
 				return err
 			}
 			fmt.Fprintf(textOut, "verified %s %s: %d checks passed\n", image, v.Name, len(m.Checks))

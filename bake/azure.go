@@ -1,0 +1,358 @@
+package bake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/imagebake/imagebake/checks"
+	"github.com/imagebake/imagebake/gallery"
+	galleryazure "github.com/imagebake/imagebake/gallery/azure"
+	"github.com/imagebake/imagebake/internal/buildinfo"
+	az "github.com/imagebake/imagebake/provision/azure"
+	"github.com/imagebake/imagebake/provision/sshsession"
+	"github.com/imagebake/imagebake/recipes"
+	"github.com/imagebake/imagebake/templates"
+)
+
+// AdminUser is the build VM's admin login on Azure; waagent's deprovision
+// deletes it.
+const AdminUser = "imagebake"
+
+// AzureOptions configure an Azure bake.
+type AzureOptions struct {
+	Clients            *az.Clients
+	Location           string   // default: the recipe's build.location
+	BuildResourceGroup string   // existing group to build in; empty: a temporary one
+	SubnetID           string   // existing subnet; the VM then gets only a private address
+	SSHSources         []string // CIDRs admitted to SSH; empty: any
+	SSHPort            int      // 22; tests point it at a stand-in VM
+	VMSize             string
+	Spot               bool
+	Identity           string
+	Version            string // pinned X.Y.Z
+	CreateDefinition   bool
+	NoWait             bool
+	KeepOnFail         bool
+	Abort              <-chan struct{}
+	LogDir             string
+	Logger             *slog.Logger
+	Sink               Sink
+	GitCommit          string
+	Timeouts           map[string]time.Duration
+	CleanupTime        time.Duration
+	// PublishAttempts bounds how often a concurrent bake taking our version
+	// moves us to the next patch.
+	PublishAttempts int
+}
+
+// BuildTag marks everything a build creates, so gc can find debris.
+const (
+	BuildTagID      = "imagebake.build-id"
+	BuildTagCreated = "imagebake.created"
+	BuildTagRecipe  = "imagebake.recipe"
+)
+
+// Azure bakes r on Azure and publishes a gallery image version.
+func Azure(ctx context.Context, r *recipes.Recipe, opts AzureOptions) (*Manifest, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	info := buildinfo.Get()
+	m := &Manifest{Recipe: r.Name, RecipeHash: r.Hash(), Target: "azure", Image: r.Gallery.Image, Imagebake: info.Version,
+		Commit: opts.GitCommit, Started: time.Now(), LogDir: opts.LogDir, Resources: map[string]string{}, BaseImage: r.Base.Azure}
+	p := NewPipeline(log, opts.Sink, opts.Timeouts)
+	err := bakeAzure(ctx, p, r, opts, m, NewBuildID(), log)
+	left, cerr := p.Unwind(UnwindOptions{Timeout: opts.CleanupTime, Keep: err != nil && opts.KeepOnFail, Abort: opts.Abort})
+	m.Left, m.Stages, m.Finished = left, p.Timings(), time.Now()
+	if err == nil && cerr != nil {
+		err = &StageError{Stage: "cleanup", Err: cerr}
+	}
+	if err != nil {
+		m.Result, m.Error = "failed", err.Error()
+		var se *StageError
+		if errors.As(err, &se) {
+			m.FailedStage = se.Stage
+		}
+		return m, err
+	}
+	m.Result = "baked"
+	return m, nil
+}
+
+func bakeAzure(ctx context.Context, p *Pipeline, r *recipes.Recipe, opts AzureOptions, m *Manifest, buildID string, log *slog.Logger) error {
+	c := opts.Clients
+	g := r.Gallery.Azure
+	if g == nil {
+		return &StageError{Stage: "config", Err: fmt.Errorf("recipe %s has no gallery.azure (resourceGroup, gallery, image)", r.Name)}
+	}
+	if r.Base.Azure == "" {
+		return &StageError{Stage: "config", Err: fmt.Errorf("recipe %s has no base.azure marketplace URN", r.Name)}
+	}
+	location := firstNonEmptyStr(opts.Location, r.Build.Location)
+	if location == "" {
+		return &StageError{Stage: "config", Err: errors.New("no location: set build.location in the recipe or pass --location")}
+	}
+	if err := os.MkdirAll(opts.LogDir, 0o755); err != nil {
+		return fmt.Errorf("log folder %s: %w", opts.LogDir, err)
+	}
+	store := galleryazure.New(c, g.ResourceGroup, g.Gallery, location)
+	store.NoWait = opts.NoWait
+
+	if err := p.Stage(ctx, "credentials", c.CheckCredentials); err != nil {
+		return err
+	}
+	var base az.Image
+	if err := p.Stage(ctx, "base", func(ctx context.Context) (err error) {
+		base, err = c.ResolveImage(ctx, location, r.Base.Azure)
+		m.BaseImage, m.BaseVersion = base.URN(), base.Version
+		if err == nil {
+			p.Note("base", "base image "+base.URN())
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := p.Stage(ctx, "version", func(ctx context.Context) error {
+		created, err := store.EnsureDefinition(ctx, r.Gallery.Image, base.HyperVGeneration, opts.CreateDefinition, "imagebake", r.Name, r.Gallery.Image)
+		if err != nil {
+			return err
+		}
+		if created {
+			p.Note("version", "created image definition "+r.Gallery.Image+" ("+base.HyperVGeneration+")")
+		}
+		versions, err := store.List(ctx, r.Gallery.Image)
+		if err != nil {
+			return err
+		}
+		names := make([]string, len(versions))
+		for i, v := range versions {
+			names[i] = v.Name
+			if opts.Version != "" && v.Name == opts.Version {
+				return fmt.Errorf("gallery version %s of %s: %w; versions are never overwritten, choose another", v.Name, r.Gallery.Image, gallery.ErrVersionExists)
+			}
+		}
+		if m.Version = opts.Version; m.Version == "" {
+			if m.Version, err = gallery.Next(names, r.Gallery.Version); err != nil {
+				return err
+			}
+		}
+		p.Note("version", "will publish "+r.Gallery.Image+" "+m.Version)
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	tags := map[string]string{BuildTagID: buildID, BuildTagRecipe: r.Name, BuildTagCreated: time.Now().UTC().Format(time.RFC3339)}
+	rg := opts.BuildResourceGroup
+	prefix := "ib-" + buildID
+	if err := p.Stage(ctx, "resource-group", func(ctx context.Context) error {
+		if rg != "" {
+			p.Skip("resource-group", "building in existing resource group "+rg+" (only what this build creates is deleted)")
+			return nil
+		}
+		rg = "imagebake-" + r.Name + "-" + buildID
+		// Register first: a create that fails half-way may still leave
+		// the group behind.
+		p.OnCleanupKeepable("resource group "+rg, func(ctx context.Context) error { return c.DeleteResourceGroup(ctx, rg) })
+		return c.CreateResourceGroup(ctx, rg, location, tags)
+	}); err != nil {
+		return err
+	}
+	m.Resources["resourceGroup"] = rg
+	tempGroup := opts.BuildResourceGroup == ""
+
+	subnetID := opts.SubnetID
+	if err := p.Stage(ctx, "network", func(ctx context.Context) error {
+		if subnetID != "" {
+			return nil
+		}
+		if !tempGroup {
+			p.OnCleanupKeepable("network "+prefix, func(ctx context.Context) error { return c.DeleteNetwork(ctx, rg, prefix) })
+		}
+		sources := opts.SSHSources
+		if len(sources) == 0 {
+			sources = []string{"*"}
+			p.Note("network", "SSH is open to any address (the host key is pinned and only a throwaway key logs in); restrict it with --ssh-source CIDR")
+		}
+		n, err := c.CreateNetwork(ctx, rg, location, prefix, sources, tags)
+		subnetID = n.SubnetID
+		m.Resources["subnet"] = subnetID
+		return err
+	}); err != nil {
+		return err
+	}
+
+	var (
+		signer  ssh.Signer
+		hostPub ssh.PublicKey
+		address string
+		vmName  = prefix + "-vm"
+	)
+	if err := p.Stage(ctx, "vm", func(ctx context.Context) error {
+		signer2, authLine, err := sshsession.NewClientKey()
+		if err != nil {
+			return err
+		}
+		signer = signer2
+		hostPriv, hostLine, pub, err := sshsession.NewHostKey()
+		if err != nil {
+			return err
+		}
+		hostPub = pub
+		doc, err := templates.Render(r, templates.Options{HostKeyPrivate: hostPriv, HostKeyPublic: hostLine})
+		if err != nil {
+			return err
+		}
+		custom, err := templates.CustomData(doc)
+		if err != nil {
+			return err
+		}
+		if !tempGroup {
+			p.OnCleanupKeepable("virtual machine "+vmName, func(ctx context.Context) error { return c.DeleteVM(ctx, rg, vmName) })
+		}
+		spec := az.VMSpec{ResourceGroup: rg, Name: vmName, Location: location, Size: firstNonEmptyStr(opts.VMSize, r.Build.VMSize),
+			Image: base, SubnetID: subnetID, PublicIP: opts.SubnetID == "", AdminUser: AdminUser, AuthorizedKey: authLine,
+			CustomData: custom, Spot: opts.Spot || r.Build.Spot, Identity: firstNonEmptyStr(opts.Identity, r.Build.Identity), Tags: tags}
+		id, addr, err := c.CreateVM(ctx, spec)
+		m.Resources["vm"] = id
+		address = addr
+		return err
+	}); err != nil {
+		if opts.KeepOnFail {
+			p.Note("vm", azureKeepHint(rg, vmName, address, opts.SSHPort))
+		}
+		return err
+	}
+
+	port := opts.SSHPort
+	if port == 0 {
+		port = 22
+	}
+	var session *sshsession.Session
+	if err := p.Stage(ctx, "ssh", func(ctx context.Context) error {
+		var err error
+		session, err = sshsession.Dial(ctx, sshsession.Config{Addr: net.JoinHostPort(address, strconv.Itoa(port)), User: AdminUser, Signer: signer, HostKey: hostPub, Logger: log})
+		if err == nil {
+			p.OnCleanup("ssh session", func(context.Context) error { session.Close(); return nil })
+		}
+		return err
+	}); err != nil {
+		if opts.KeepOnFail {
+			p.Note("ssh", azureKeepHint(rg, vmName, address, port))
+		}
+		return err
+	}
+	if _, err := cloudInitAndChecks(ctx, p, session, r, checks.Build, opts.LogDir, m); err != nil {
+		if opts.KeepOnFail {
+			p.Note("checks", azureKeepHint(rg, vmName, address, port))
+		}
+		return err
+	}
+	if err := p.Stage(ctx, "deprovision", func(ctx context.Context) error {
+		err := session.Deprovision(ctx, sshsession.AzureDeprovisionSteps())
+		session.Close()
+		p.Forget("ssh session")
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := p.Stage(ctx, "deallocate", func(ctx context.Context) error { return c.Deallocate(ctx, rg, vmName) }); err != nil {
+		return err
+	}
+	if err := p.Stage(ctx, "generalize", func(ctx context.Context) error { return c.Generalize(ctx, rg, vmName) }); err != nil {
+		return err
+	}
+	return p.Stage(ctx, "publish", func(ctx context.Context) error {
+		vtags := versionTags(r, m, buildID)
+		req := gallery.CreateRequest{Version: m.Version, Source: m.Resources["vm"], RecipeHash: m.RecipeHash, Tags: vtags,
+			ExcludeFromLatest: r.Gallery.ExcludeFromLatest, StorageAccountType: r.Gallery.StorageType}
+		for _, rg := range r.Gallery.Regions {
+			req.Regions = append(req.Regions, gallery.Region{Name: rg.Name, Replicas: rg.Replicas, StorageAccountType: rg.StorageType})
+		}
+		if len(req.Regions) == 0 {
+			req.Regions = []gallery.Region{{Name: location, Replicas: 1}}
+		}
+		eol, err := endOfLife(r)
+		if err != nil {
+			return err
+		}
+		req.EndOfLife = eol
+		// Until it has succeeded, a version is the build's to remove.
+		store.OnAccepted = func(v string) {
+			p.OnCleanup("gallery version "+v, func(ctx context.Context) error {
+				if err := store.Delete(ctx, r.Gallery.Image, v); err != nil && !errors.Is(err, gallery.ErrNotFound) {
+					return err
+				}
+				return nil
+			})
+		}
+		attempts := opts.PublishAttempts
+		if attempts <= 0 {
+			attempts = 20
+		}
+		var v gallery.ImageVersion
+		for attempt := 0; ; attempt++ {
+			v, err = store.Create(ctx, r.Gallery.Image, req)
+			if err == nil || !errors.Is(err, gallery.ErrVersionExists) || opts.Version != "" || attempt+1 >= attempts {
+				break
+			}
+			// A concurrent bake took this version: take the next patch.
+			next, nerr := nextPatch(req.Version)
+			if nerr != nil {
+				return nerr
+			}
+			p.Note("publish", fmt.Sprintf("%s %s was taken by another bake; trying %s", r.Gallery.Image, req.Version, next))
+			req.Version = next
+		}
+		if err != nil {
+			return err
+		}
+		p.Forget("gallery version " + v.Name)
+		m.Version, m.VersionID = v.Name, v.ID
+		state := "published"
+		if opts.NoWait {
+			state = "accepted (not waiting for replication: --no-wait)"
+		}
+		p.Note("publish", fmt.Sprintf("%s %s %s: %s", r.Gallery.Image, v.Name, state, v.ID))
+		return nil
+	})
+}
+
+func nextPatch(v string) (string, error) {
+	pv, err := gallery.ParseVersion(v)
+	if err != nil {
+		return "", err
+	}
+	next, err := pv.Line().Version(pv.Patch() + 1)
+	if err != nil {
+		return "", err
+	}
+	return next.String(), nil
+}
+
+func azureKeepHint(rg, vm, address string, port int) string {
+	if address == "" {
+		return fmt.Sprintf("kept (--keep-on-failure): resource group %s, VM %s; delete with: az group delete -n %s", rg, vm, rg)
+	}
+	return fmt.Sprintf("kept (--keep-on-failure): ssh -p %d %s@%s (the build key was in memory only: add yours with `az vm user update -g %s -n %s -u you --ssh-key-value ~/.ssh/id_ed25519.pub`); resource group %s, VM %s; delete with: az group delete -n %s",
+		port, AdminUser, address, rg, vm, rg, vm, rg)
+}
+
+func firstNonEmptyStr(s ...string) string {
+	for _, x := range s {
+		if strings.TrimSpace(x) != "" {
+			return x
+		}
+	}
+	return ""
+}
