@@ -52,6 +52,8 @@ type AzureOptions struct {
 	// PublishAttempts bounds how often a concurrent bake taking our version
 	// moves us to the next patch.
 	PublishAttempts int
+	// CleanupRetryDelay is the first pause before retrying a failed cleanup.
+	CleanupRetryDelay time.Duration
 }
 
 // BuildTag marks everything a build creates, so gc can find debris.
@@ -72,7 +74,7 @@ func Azure(ctx context.Context, r *recipes.Recipe, opts AzureOptions) (*Manifest
 		Commit: opts.GitCommit, Started: time.Now(), LogDir: opts.LogDir, Resources: map[string]string{}, BaseImage: r.Base.Azure}
 	p := NewPipeline(log, opts.Sink, opts.Timeouts)
 	err := bakeAzure(ctx, p, r, opts, m, NewBuildID(), log)
-	left, cerr := p.Unwind(UnwindOptions{Timeout: opts.CleanupTime, Keep: err != nil && opts.KeepOnFail, Abort: opts.Abort})
+	left, cerr := p.Unwind(UnwindOptions{Timeout: opts.CleanupTime, Keep: err != nil && opts.KeepOnFail, Abort: opts.Abort, RetryDelay: opts.CleanupRetryDelay})
 	m.Left, m.Stages, m.Finished = left, p.Timings(), time.Now()
 	if err == nil && cerr != nil {
 		err = &StageError{Stage: "cleanup", Err: cerr}

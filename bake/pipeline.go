@@ -18,14 +18,15 @@ type EventKind string
 
 // Event kinds.
 const (
-	StageStart  EventKind = "start"
-	StageDone   EventKind = "done"
-	StageFailed EventKind = "failed"
-	StageSkip   EventKind = "skipped"
-	CleanupDone EventKind = "cleanup"
-	CleanupFail EventKind = "cleanup-failed"
-	CleanupLeft EventKind = "left"
-	Info        EventKind = "info"
+	StageStart   EventKind = "start"
+	StageDone    EventKind = "done"
+	StageFailed  EventKind = "failed"
+	StageSkip    EventKind = "skipped"
+	CleanupStart EventKind = "cleanup-start"
+	CleanupDone  EventKind = "cleanup"
+	CleanupFail  EventKind = "cleanup-failed"
+	CleanupLeft  EventKind = "left"
+	Info         EventKind = "info"
 )
 
 // Event is one thing the progress display, the JSON log and the manifest
@@ -170,6 +171,10 @@ type UnwindOptions struct {
 	// Abort, when closed (a second Ctrl-C), stops cleaning up; what is left
 	// is reported.
 	Abort <-chan struct{}
+	// Attempts and RetryDelay retry a failed cleanup (a delete that hit a
+	// transient conflict must not leak); defaults 3 and 5 s, doubling.
+	Attempts   int
+	RetryDelay time.Duration
 }
 
 // Unwind runs the cleanups in reverse order and returns what could not be
@@ -193,6 +198,9 @@ func (p *Pipeline) Unwind(opts UnwindOptions) (left []string, err error) {
 			}
 		}()
 	}
+	if len(cs) > 0 {
+		p.emit(Event{Kind: CleanupStart, Stage: "cleanup"})
+	}
 	var errs []error
 	for i := len(cs) - 1; i >= 0; i-- {
 		c := cs[i]
@@ -207,7 +215,7 @@ func (p *Pipeline) Unwind(opts UnwindOptions) (left []string, err error) {
 			continue
 		}
 		start := p.now()
-		if cerr := c.fn(ctx); cerr != nil {
+		if cerr := retry(ctx, opts, c.fn); cerr != nil {
 			left = append(left, c.name)
 			errs = append(errs, fmt.Errorf("cleanup %s: %w", c.name, cerr))
 			p.emit(Event{Kind: CleanupFail, Stage: "cleanup", Message: c.name + ": " + cerr.Error()})
@@ -216,6 +224,34 @@ func (p *Pipeline) Unwind(opts UnwindOptions) (left []string, err error) {
 		p.emit(Event{Kind: CleanupDone, Stage: "cleanup", Duration: p.now().Sub(start), Message: c.name})
 	}
 	return left, errors.Join(errs...)
+}
+
+func retry(ctx context.Context, opts UnwindOptions, fn func(context.Context) error) error {
+	attempts, delay := opts.Attempts, opts.RetryDelay
+	if attempts <= 0 {
+		attempts = 3
+	}
+	if delay <= 0 {
+		delay = 5 * time.Second
+	}
+	var err error
+	for i := 0; i < attempts; i++ {
+		if err = fn(ctx); err == nil {
+			return nil
+		}
+		if i+1 == attempts {
+			break
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		delay *= 2
+	}
+	return err
 }
 
 // Timings are the stages run so far, in order.

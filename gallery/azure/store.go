@@ -133,8 +133,16 @@ func (s *Store) Create(ctx context.Context, image string, req gallery.CreateRequ
 		poller, err = s.c.GalleryVersion.BeginCreateOrUpdate(hctx, s.resourceGroup, s.gallery, image, req.Version, body, nil)
 		return err
 	})
-	if az.IsStatus(err, http.StatusPreconditionFailed) || az.IsStatus(err, http.StatusConflict) {
+	if az.IsStatus(err, http.StatusPreconditionFailed) {
 		return gallery.ImageVersion{}, fmt.Errorf("%s: %w", what, gallery.ErrVersionExists)
+	}
+	if az.IsStatus(err, http.StatusConflict) {
+		// A conflict is "taken" only when the version really exists (a
+		// concurrent bake is creating it); any other conflict is an error.
+		if _, gerr := s.Get(ctx, image, req.Version); gerr == nil {
+			return gallery.ImageVersion{}, fmt.Errorf("%s: %w", what, gallery.ErrVersionExists)
+		}
+		return gallery.ImageVersion{}, err
 	}
 	if err != nil {
 		return gallery.ImageVersion{}, err
