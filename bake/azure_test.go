@@ -200,3 +200,140 @@ func TestAzureBakeTwiceGivesNextVersionsAndLeavesNothing(t *testing.T) {
 		t.Errorf("%d VMs created, want 2", e.vmCount.Load())
 	}
 }
+
+func TestAzureConcurrentBakesGetDistinctVersions(t *testing.T) {
+	e := newAzEnv(t, azmodel.Options{}, nil)
+	r := loadRunner(t)
+	const n = 8
+	var wg sync.WaitGroup
+	got := make([]string, n)
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			m, err := Azure(context.Background(), r, e.options(t))
+			got[i], errs[i] = m.Version, err
+		}(i)
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for i := range got {
+		if errs[i] != nil {
+			t.Fatalf("bake %d: %v", i, errs[i])
+		}
+		if seen[got[i]] {
+			t.Errorf("version %s published twice", got[i])
+		}
+		seen[got[i]] = true
+	}
+	vs := e.versions()
+	if len(vs) != n {
+		t.Fatalf("gallery holds %d versions, want %d", len(vs), n)
+	}
+	// None overwritten: each version's source is a distinct build VM.
+	sources := map[string]bool{}
+	for _, v := range vs {
+		if sources[v.Source] {
+			t.Errorf("two versions share source %s: one was overwritten", v.Source)
+		}
+		sources[v.Source] = true
+		if v.ProvisioningState != "Succeeded" {
+			t.Errorf("version %s is %s", v.Name, v.ProvisioningState)
+		}
+	}
+	if left := e.buildLeftovers(); len(left) > 0 {
+		t.Errorf("leftovers: %v", left)
+	}
+}
+
+func TestAzureThrottlingIsWaitedOut(t *testing.T) {
+	e := newAzEnv(t, azmodel.Options{}, nil)
+	// Compute throttles the VM create for 4 minutes: above the SDK's 60 s
+	// cap, so the SDK hands the 429 back and imagebake must wait.
+	e.model.MustAddRule(azmodel.Rule{Op: "VirtualMachines_CreateOrUpdate", Nth: 1, Times: 2, Status: 429, RetryAfter: 240})
+	var mu sync.Mutex
+	var waits []time.Duration
+	opts := e.options(t)
+	cred, _ := e.srv.Credential("tenant-1", "client-1", "s")
+	c, err := az.NewClients(az.Config{SubscriptionID: testSub, ResourceManager: e.srv.URL(), Credential: cred, Transport: e.srv.HTTPClient(),
+		PollFrequency: 5 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+		// Time scaled 1:10000: the wait is recorded at full length.
+		Sleep: func(ctx context.Context, d time.Duration) error {
+			mu.Lock()
+			waits = append(waits, d)
+			mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(d / 10000):
+				return nil
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Clients = c
+	m, err := Azure(context.Background(), loadRunner(t), opts)
+	if err != nil {
+		t.Fatalf("a throttled bake failed instead of waiting: %v", err)
+	}
+	throttleWaits := 0
+	for _, w := range waits {
+		if w == 240*time.Second {
+			throttleWaits++
+		}
+	}
+	if throttleWaits != 2 {
+		t.Errorf("waited %v; want two waits of the full 240 s Retry-After", waits)
+	}
+	if m.Version != "1.0.0" {
+		t.Errorf("published %q", m.Version)
+	}
+}
+
+func TestAzureFailingCheckFailsBakeWithOutput(t *testing.T) {
+	script := fakevm.Script{fakevm.Exact("sh -c 'docker --version'", fakevm.Reply{Stderr: "sh: 1: docker: not found\n", ExitCode: 127})}
+	e := newAzEnv(t, azmodel.Options{}, script)
+	m, err := Azure(context.Background(), loadRunner(t), e.options(t))
+	if err == nil {
+		t.Fatal("the bake succeeded with a failing check")
+	}
+	if m.FailedStage != "checks" || !strings.Contains(err.Error(), "docker: not found") || !strings.Contains(err.Error(), `check "docker client installed" failed (exit 127)`) {
+		t.Errorf("error does not show the failing check and its output: stage %q: %v", m.FailedStage, err)
+	}
+	if len(e.versions()) != 0 || len(e.buildLeftovers()) != 0 {
+		t.Errorf("versions %d, leftovers %v", len(e.versions()), e.buildLeftovers())
+	}
+}
+
+func TestAzureKeepOnFailureKeepsTheVM(t *testing.T) {
+	script := fakevm.Script{fakevm.Exact("sh -c 'docker --version'", fakevm.Reply{ExitCode: 1})}
+	e := newAzEnv(t, azmodel.Options{}, script)
+	opts := e.options(t)
+	opts.KeepOnFail = true
+	var notes []string
+	var mu sync.Mutex
+	opts.Sink = sinkFunc(func(ev Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if ev.Kind == Info || ev.Kind == CleanupLeft {
+			notes = append(notes, ev.Message)
+		}
+	})
+	m, err := Azure(context.Background(), loadRunner(t), opts)
+	if err == nil {
+		t.Fatal("want a failed bake")
+	}
+	if len(e.buildLeftovers()) == 0 || len(m.Left) == 0 {
+		t.Fatal("--keep-on-failure removed the build VM")
+	}
+	joined := strings.Join(notes, "\n")
+	if !strings.Contains(joined, "ssh -p") || !strings.Contains(joined, m.Resources["resourceGroup"]) {
+		t.Errorf("no SSH command and resource group printed: %s", joined)
+	}
+}
+
+type sinkFunc func(Event)
+
+func (f sinkFunc) Event(e Event) { f(e) }

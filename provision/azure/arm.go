@@ -58,6 +58,20 @@ type Config struct {
 	// MaxThrottleRetries bounds how often one call is retried after 429s.
 	MaxThrottleRetries int
 	Logger             *slog.Logger
+	// Sleep waits d or until ctx ends; tests scale time with it. Default:
+	// a real timer.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
 }
 
 // Clients are the Resource Manager clients a bake uses.
@@ -124,6 +138,9 @@ func NewClients(cfg Config) (*Clients, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = sleep
 	}
 	cred := cfg.Credential
 	if cred == nil {
@@ -194,12 +211,8 @@ func (c *Clients) Do(ctx context.Context, what string, call func(ctx context.Con
 			return fmt.Errorf("%s: throttled for %s, more than the %s imagebake waits: %w", what, wait, c.cfg.MaxThrottleWait, err)
 		}
 		c.log.Warn("throttled by Azure; waiting", "call", what, "retry-after", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%s: waiting out throttling: %w", what, context.Cause(ctx))
-		case <-t.C:
+		if err := c.cfg.Sleep(ctx, wait); err != nil {
+			return fmt.Errorf("%s: waiting out throttling: %w", what, err)
 		}
 	}
 }
@@ -259,12 +272,8 @@ func Poll[T any](ctx context.Context, c *Clients, what string, p *runtime.Poller
 				wait = min(time.Duration(s)*time.Second, 60*time.Second)
 			}
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return zero, fmt.Errorf("%s: %w", what, context.Cause(ctx))
-		case <-t.C:
+		if err := c.cfg.Sleep(ctx, wait); err != nil {
+			return zero, fmt.Errorf("%s: %w", what, err)
 		}
 	}
 }
