@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/imagebake/imagebake/internal/azmodel"
+	"github.com/imagebake/imagebake/internal/aztest"
 )
 
 // call is one Resource Manager request of a clean bake, with the stage it
@@ -64,17 +65,17 @@ func (s *stageTracker) stageOf(i int) string {
 // cleanBakeCalls bakes once without faults and returns every Resource
 // Manager call it made, in order.
 func cleanBakeCalls(t *testing.T) ([]call, []string) {
-	e := newAzEnv(t, azmodel.Options{}, nil)
-	e.model.ResetRequests()
-	tr := &stageTracker{model: e.model}
-	opts := e.options(t)
+	e := aztest.New(t, azmodel.Options{}, nil)
+	e.Model.ResetRequests()
+	tr := &stageTracker{model: e.Model}
+	opts := options(t, e)
 	opts.Sink = tr
 	if _, err := Azure(context.Background(), loadRunner(t), opts); err != nil {
 		t.Fatalf("clean bake: %v", err)
 	}
 	seen := map[string]int{}
 	var calls []call
-	reqs := e.model.Requests()
+	reqs := e.Model.Requests()
 	for i, r := range reqs {
 		if r.Class == azmodel.ClassAuth || r.Op == "" {
 			continue
@@ -103,21 +104,21 @@ type faultResult struct {
 }
 
 func runFault(t *testing.T, name string, rule *azmodel.Rule, cancelAt string) faultResult {
-	e := newAzEnv(t, azmodel.Options{}, nil)
+	e := aztest.New(t, azmodel.Options{}, nil)
 	if rule != nil {
-		e.model.MustAddRule(*rule)
+		e.Model.MustAddRule(*rule)
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
-	opts := e.options(t)
+	opts := options(t, e)
 	opts.CleanupRetryDelay = 10 * time.Millisecond
-	opts.Sink = &stageTracker{model: e.model, onStart: func(stage string) {
+	opts.Sink = &stageTracker{model: e.Model, onStart: func(stage string) {
 		if stage == cancelAt {
 			cancel(errors.New("interrupted by interrupt (test)"))
 		}
 	}}
 	m, err := Azure(ctx, loadRunner(t), opts)
-	return faultResult{name: name, err: err, leftovers: e.buildLeftovers(), newVersions: len(e.versions()), failedStage: m.FailedStage}
+	return faultResult{name: name, err: err, leftovers: e.BuildLeftovers(), newVersions: len(e.Versions()), failedStage: m.FailedStage}
 }
 
 // TestFaultMatrix injects a failure into every Resource Manager call a bake

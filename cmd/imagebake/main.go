@@ -52,7 +52,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	app.Metadata = map[string]any{"abort": (<-chan struct{})(abort)}
-	err := app.RunContext(ctx, args)
+	err := app.RunContext(ctx, interspersed(app, args))
 	if err == nil {
 		return 0
 	}

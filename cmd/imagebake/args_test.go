@@ -1,0 +1,23 @@
+package main
+
+import (
+	"io"
+	"reflect"
+	"testing"
+)
+
+func TestInterspersed(t *testing.T) {
+	app := newApp(io.Discard, io.Discard)
+	tests := []struct{ in, want []string }{
+		{[]string{"ib", "bake", "r.yaml", "--target", "azure", "--spot"}, []string{"ib", "bake", "--target", "azure", "--spot", "r.yaml"}},
+		{[]string{"ib", "--log-level", "debug", "render", "r.yaml", "--format=custom-data"}, []string{"ib", "--log-level", "debug", "render", "--format=custom-data", "r.yaml"}},
+		{[]string{"ib", "validate", "a.yaml", "-o", "json", "b.yaml"}, []string{"ib", "validate", "-o", "json", "a.yaml", "b.yaml"}},
+		{[]string{"ib", "base", "pull", "focal", "--base-url", "http://x/"}, []string{"ib", "base", "pull", "--base-url", "http://x/", "focal"}},
+		{[]string{"ib", "bake", "--", "-weird.yaml"}, []string{"ib", "bake", "--", "-weird.yaml"}},
+	}
+	for _, tt := range tests {
+		if got := interspersed(app, tt.in); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("interspersed(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/imagebake/imagebake/gallery"
+	"github.com/imagebake/imagebake/internal/azmodel"
+	"github.com/imagebake/imagebake/internal/aztest"
+)
+
+// binary is the real imagebake, built once for the end-to-end tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "imagebake-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "imagebake")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// cleanEnv is the environment without anything that would reach a real
+// cloud or a real login.
+func cleanEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "AZURE_") || strings.HasPrefix(k, "IMAGEBAKE_") || k == "SSL_CERT_FILE" || k == "GITHUB_OUTPUT" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	// Only the environment credential: no IMDS probe, no Azure CLI.
+	return append(env, append([]string{"AZURE_TOKEN_CREDENTIALS=EnvironmentCredential"}, extra...)...)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func runBinary(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = env
+	cmd.Dir = "../.."
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+func azureEnv(t *testing.T, e *aztest.Env) []string {
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, e.Server.CACertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cleanEnv("SSL_CERT_FILE="+ca, "AZURE_AUTHORITY_HOST="+e.Server.URL(), "AZURE_TENANT_ID=tenant-1",
+		"AZURE_CLIENT_ID=client-1", "AZURE_CLIENT_SECRET=e2e-secret-not-real", "AZURE_SUBSCRIPTION_ID="+aztest.Subscription,
+		"GITHUB_OUTPUT="+filepath.Join(t.TempDir(), "github-output"))
+}
+
+func TestE2EAzureBakeWithRealBinary(t *testing.T) {
+	e := aztest.New(t, azmodel.Options{}, nil)
+	env := azureEnv(t, e)
+	args := []string{"bake", "recipes/github-runner-focal.yaml", "--target", "azure", "--resource-manager-endpoint", e.Server.URL(),
+		"--ssh-port", strconv.Itoa(e.Port), "--poll-interval", "10ms", "--cache-dir", t.TempDir(), "--output", "json"}
+	for i, want := range []string{"1.0.0", "1.0.1"} {
+		res := runBinary(t, env, args...)
+		if res.code != 0 {
+			t.Fatalf("bake %d exited %d\nstdout:\n%s\nstderr:\n%s", i, res.code, res.stdout, res.stderr)
+		}
+		var m struct {
+			Result, Version, VersionID, BaseVersion string
+			Stages                                  []struct{ Name string }
+		}
+		if err := json.Unmarshal([]byte(res.stdout), &m); err != nil {
+			t.Fatalf("manifest is not JSON: %v\n%s", err, res.stdout)
+		}
+		if m.Result != "baked" || m.Version != want || !strings.HasSuffix(m.VersionID, "/versions/"+want) || m.BaseVersion == "" {
+			t.Errorf("bake %d manifest: %+v", i, m)
+		}
+		if len(m.Stages) < 10 {
+			t.Errorf("manifest lists %d stages", len(m.Stages))
+		}
+		if left := e.BuildLeftovers(); len(left) > 0 {
+			t.Fatalf("bake %d left %v", i, left)
+		}
+		if strings.Contains(res.stderr, "e2e-secret-not-real") || strings.Contains(res.stdout, "e2e-secret-not-real") {
+			t.Error("the client secret was printed")
+		}
+	}
+	vs := e.Versions()
+	if len(vs) != 2 || vs[1].Tags[gallery.TagRecipe] != "github-runner-focal" || vs[1].Tags[gallery.TagImagebake] == "" {
+		t.Errorf("versions: %+v", vs)
+	}
+}
+
+func TestE2EAzureNoCredentials(t *testing.T) {
+	e := aztest.New(t, azmodel.Options{}, nil)
+	// No client ID or secret: the environment credential cannot work.
+	env := cleanEnv("AZURE_SUBSCRIPTION_ID=" + aztest.Subscription)
+	res := runBinary(t, env, "bake", "recipes/github-runner-focal.yaml", "--target", "azure", "--resource-manager-endpoint", e.Server.URL(), "--cache-dir", t.TempDir())
+	if res.code == 0 {
+		t.Fatal("a bake without credentials succeeded")
+	}
+	if !strings.Contains(res.stderr+res.stdout, "az login") {
+		t.Errorf("no hint on how to log in:\n%s%s", res.stdout, res.stderr)
+	}
+	if n := len(e.Model.Resources()); n != 3 {
+		t.Errorf("something was created without credentials: %d resources", n)
+	}
+}

@@ -1,0 +1,153 @@
+// Package aztest is the test harness around the served model of Azure: the
+// model on an https loopback endpoint, a gallery seeded for the shipped
+// recipe, and stand-in guests for the VMs the model creates.
+package aztest
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/imagebake/imagebake/internal/azmodel"
+	"github.com/imagebake/imagebake/internal/fakevm"
+	az "github.com/imagebake/imagebake/provision/azure"
+)
+
+// Subscription is the seeded subscription.
+const Subscription = "00000000-0000-0000-0000-00000000abcd"
+
+// Env is the served model of Azure plus stand-in guests: every VM the
+// model creates gets an in-process SSH server on its own loopback address,
+// with the host key from the VM's custom data and the admin key from its
+// osProfile, answering as a VM whose cloud-init succeeded.
+type Env struct {
+	t      testing.TB
+	Model  *azmodel.Model
+	Server *azmodel.Server
+	Port   int
+	script fakevm.Script
+
+	mu      sync.Mutex
+	vms     map[string]*fakevm.VM
+	nextIP  atomic.Int32
+	VMCount atomic.Int32
+}
+
+// New starts the model and its server; both stop when the test ends.
+func New(t testing.TB, opts azmodel.Options, script fakevm.Script) *Env {
+	t.Helper()
+	e := &Env{t: t, vms: map[string]*fakevm.VM{}, script: script}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Port = l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	e.nextIP.Store(10)
+	opts.PublicIP = func(azmodel.VMInfo) string { return fmt.Sprintf("127.0.0.%d", e.nextIP.Add(1)) }
+	opts.OnVMCreated = e.boot
+	opts.OnVMDeleted = func(vm azmodel.VMInfo) {
+		e.mu.Lock()
+		v := e.vms[vm.ID]
+		delete(e.vms, vm.ID)
+		e.mu.Unlock()
+		if v != nil {
+			v.Close()
+		}
+	}
+	if opts.InProgressPolls == 0 {
+		opts.InProgressPolls = 1
+	}
+	e.Model = azmodel.New(opts)
+	e.Server = azmodel.NewServer(e.Model, azmodel.ServerOptions{})
+	if err := e.Server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		e.Server.Close()
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for _, v := range e.vms {
+			v.Close()
+		}
+	})
+	if err := e.Model.SeedGallery(azmodel.GallerySeed{SubscriptionID: Subscription, ResourceGroup: "image-gallery-rg", Location: "eastus",
+		Gallery: "runner_images", Image: "github-runner-focal"}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// boot plays the VM's guest: it reads the pinned host key from the custom
+// data, as cloud-init would install it, and serves SSH.
+func (e *Env) boot(vm azmodel.VMInfo) {
+	e.VMCount.Add(1)
+	signer, err := fakevm.HostKeyFromCloudConfig(vm.CustomData)
+	if err != nil {
+		e.t.Errorf("VM %s: custom data has no usable host key: %v", vm.Name, err)
+		return
+	}
+	var keys []ssh.PublicKey
+	for _, k := range vm.SSHPublicKeys {
+		pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(k))
+		if err != nil {
+			e.t.Errorf("VM %s: bad SSH key %q: %v", vm.Name, k, err)
+			return
+		}
+		keys = append(keys, pk)
+	}
+	v, err := fakevm.New(fakevm.Config{HostKey: signer, AuthorizedKeys: keys, User: vm.AdminUsername, Script: e.script})
+	if err != nil {
+		e.t.Errorf("VM %s: %v", vm.Name, err)
+		return
+	}
+	if err := v.Start(net.JoinHostPort(vm.PublicIP, strconv.Itoa(e.Port))); err != nil {
+		e.t.Errorf("VM %s: listen: %v", vm.Name, err)
+		return
+	}
+	e.mu.Lock()
+	e.vms[vm.ID] = v
+	e.mu.Unlock()
+}
+
+// Clients are imagebake's Azure clients pointed at the model.
+func (e *Env) Clients(t testing.TB) *az.Clients {
+	t.Helper()
+	cred, err := e.Server.Credential("tenant-1", "client-1", "not-a-real-secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := az.NewClients(az.Config{SubscriptionID: Subscription, ResourceManager: e.Server.URL(), Credential: cred,
+		Transport: e.Server.HTTPClient(), PollFrequency: 5 * time.Millisecond, MaxThrottleWait: time.Minute,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// BuildLeftovers lists every resource a build created that still exists:
+// anything outside the gallery's resource group.
+func (e *Env) BuildLeftovers() []string {
+	var left []string
+	for _, r := range e.Model.Resources() {
+		if strings.EqualFold(r.ResourceGroup, "image-gallery-rg") {
+			continue
+		}
+		left = append(left, r.Type+" "+r.ID)
+	}
+	return left
+}
+
+// Versions are the seeded image definition's versions.
+func (e *Env) Versions() []azmodel.GalleryVersion {
+	return e.Model.GalleryVersions(azmodel.GalleryImageID(Subscription, "image-gallery-rg", "runner_images", "github-runner-focal"))
+}
