@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/imagebake/imagebake/gallery"
 	"github.com/imagebake/imagebake/internal/azmodel"
 	"github.com/imagebake/imagebake/internal/aztest"

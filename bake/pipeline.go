@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 )
@@ -119,7 +120,10 @@ func (p *Pipeline) Stage(ctx context.Context, name string, fn func(ctx context.C
 	p.timings = append(p.timings, StageTiming{Name: name, Duration: d, Seconds: d.Seconds(), Failed: err != nil})
 	p.mu.Unlock()
 	if err != nil {
-		if cause := context.Cause(ctx); cause != nil && errors.Is(err, context.DeadlineExceeded) {
+		// Say why ctx ended: "interrupted by interrupt" or "stage … timed
+		// out" rather than a bare "context canceled".
+		if cause := context.Cause(ctx); cause != nil && cause != context.Canceled && cause != context.DeadlineExceeded &&
+			(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) && !strings.Contains(err.Error(), cause.Error()) {
 			err = fmt.Errorf("%w (%v)", err, cause)
 		}
 		p.emit(Event{Kind: StageFailed, Stage: name, Duration: d, Message: err.Error()})

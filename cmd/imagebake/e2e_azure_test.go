@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/imagebake/imagebake/gallery"
 	"github.com/imagebake/imagebake/internal/azmodel"
@@ -129,5 +131,44 @@ func TestE2EAzureNoCredentials(t *testing.T) {
 	}
 	if n := len(e.Model.Resources()); n != 3 {
 		t.Errorf("something was created without credentials: %d resources", n)
+	}
+}
+
+func TestE2EAzureSIGINTCleansUp(t *testing.T) {
+	e := aztest.New(t, azmodel.Options{}, nil)
+	// Slow the VM create so the signal lands while the build's resources exist.
+	e.Model.MustAddRule(azmodel.Rule{Op: "VirtualMachines_CreateOrUpdate", Nth: 1, Delay: 3 * time.Second})
+	cmd := exec.Command(binary, "bake", "recipes/github-runner-focal.yaml", "--target", "azure", "--resource-manager-endpoint", e.Server.URL(),
+		"--ssh-port", strconv.Itoa(e.Port), "--poll-interval", "10ms", "--cache-dir", t.TempDir())
+	cmd.Env = azureEnv(t, e)
+	cmd.Dir = "../.."
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(e.BuildLeftovers()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(e.BuildLeftovers()) == 0 {
+		cmd.Process.Kill()
+		t.Fatalf("the bake created nothing to interrupt:\n%s", out.String())
+	}
+	time.Sleep(500 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("exit %v, want 1\n%s", err, out.String())
+	}
+	e.Model.Settle()
+	if left := e.BuildLeftovers(); len(left) > 0 {
+		t.Errorf("SIGINT left %v\n%s", left, out.String())
+	}
+	if !strings.Contains(out.String(), "interrupted") || !strings.Contains(out.String(), "cleanup: removed resource group") {
+		t.Errorf("output does not say it was interrupted and cleaned up:\n%s", out.String())
+	}
+	if len(e.Versions()) != 0 {
+		t.Error("a version was published")
 	}
 }
