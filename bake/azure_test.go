@@ -205,3 +205,49 @@ func TestAzureKeepOnFailureKeepsTheVM(t *testing.T) {
 type sinkFunc func(Event)
 
 func (f sinkFunc) Event(e Event) { f(e) }
+
+func TestAzureImageDefinitionMissing(t *testing.T) {
+	e := aztest.New(t, azmodel.Options{}, nil)
+	r := loadRunner(t)
+	r.Gallery.Azure.Image = "brand-new"
+	r.Gallery.Image = "brand-new"
+	_, err := Azure(context.Background(), r, options(t, e))
+	if err == nil || !strings.Contains(err.Error(), "--create-definition") {
+		t.Fatalf("want a hint to pass --create-definition, got %v", err)
+	}
+	if left := e.BuildLeftovers(); len(left) > 0 {
+		t.Fatalf("a failed definition check created %v", left)
+	}
+	opts := options(t, e)
+	opts.CreateDefinition = true
+	m, err := Azure(context.Background(), r, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Version != "1.0.0" {
+		t.Errorf("version %s", m.Version)
+	}
+	vs := e.Model.GalleryVersions(azmodel.GalleryImageID(aztest.Subscription, "image-gallery-rg", "runner_images", "brand-new"))
+	if len(vs) != 1 {
+		t.Errorf("the new definition holds %d versions", len(vs))
+	}
+}
+
+func TestAzureNoWaitStillLeavesNothing(t *testing.T) {
+	// --no-wait skips waiting for every region's replica, but not for the
+	// home region's copy: the source VM is deleted only after it exists.
+	e := aztest.New(t, azmodel.Options{InProgressPolls: 5}, nil)
+	opts := options(t, e)
+	opts.NoWait = true
+	m, err := Azure(context.Background(), loadRunner(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs := e.Versions()
+	if len(vs) != 1 || vs[0].ProvisioningState == "Failed" || m.Version != "1.0.0" {
+		t.Errorf("--no-wait: versions %+v, manifest version %s", vs, m.Version)
+	}
+	if left := e.BuildLeftovers(); len(left) > 0 {
+		t.Errorf("leftovers %v", left)
+	}
+}

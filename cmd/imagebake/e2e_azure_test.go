@@ -112,6 +112,16 @@ func TestE2EAzureBakeWithRealBinary(t *testing.T) {
 			t.Error("the client secret was printed")
 		}
 	}
+	outFile := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "GITHUB_OUTPUT="); ok {
+			outFile = v
+		}
+	}
+	ghOut, err := os.ReadFile(outFile)
+	if err != nil || !strings.Contains(string(ghOut), "version=1.0.1\n") || !strings.Contains(string(ghOut), "version-id=/subscriptions/") {
+		t.Errorf("GITHUB_OUTPUT: %q %v", ghOut, err)
+	}
 	vs := e.Versions()
 	if len(vs) != 2 || vs[1].Tags[gallery.TagRecipe] != "github-runner-focal" || vs[1].Tags[gallery.TagImagebake] == "" {
 		t.Errorf("versions: %+v", vs)

@@ -151,8 +151,9 @@ func (s *Store) Create(ctx context.Context, image string, req gallery.CreateRequ
 		s.OnAccepted(req.Version)
 	}
 	if s.NoWait {
-		return gallery.ImageVersion{Name: req.Version, ProvisioningState: gallery.StateCreating,
-			ID: fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Compute/galleries/%s/images/%s/versions/%s", s.c.Subscription, s.resourceGroup, s.gallery, image, req.Version)}, nil
+		// Not waiting for every region, but for the copy in the gallery's
+		// own region: until it exists the source VM must not be deleted.
+		return s.waitHomeRegion(ctx, image, req.Version)
 	}
 	res, err := az.Poll(ctx, s.c, what, poller)
 	if err != nil {
@@ -166,6 +167,31 @@ func (s *Store) Create(ctx context.Context, image string, req gallery.CreateRequ
 		return gallery.ImageVersion{}, err
 	}
 	return convert(&res.GalleryImageVersion), nil
+}
+
+// waitHomeRegion polls the version until its replica in the gallery's
+// region is complete (or the version succeeded or failed).
+func (s *Store) waitHomeRegion(ctx context.Context, image, version string) (gallery.ImageVersion, error) {
+	for {
+		v, err := s.Get(ctx, image, version)
+		if err != nil {
+			return v, err
+		}
+		switch v.ProvisioningState {
+		case gallery.StateSucceeded:
+			return v, nil
+		case gallery.StateFailed:
+			return v, fmt.Errorf("%s: provisioning failed", s.what(image, version))
+		}
+		for _, r := range v.Regions {
+			if sameRegion(r.Name, s.Location) && r.State == gallery.ReplicationCompleted {
+				return v, nil
+			}
+		}
+		if err := s.c.Sleep(ctx); err != nil {
+			return v, err
+		}
+	}
 }
 
 func sourceFor(id string) *armcompute.GalleryArtifactVersionFullSource {

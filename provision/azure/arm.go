@@ -217,6 +217,9 @@ func (c *Clients) Do(ctx context.Context, what string, call func(ctx context.Con
 	}
 }
 
+// Sleep waits one poll interval (or until ctx ends).
+func (c *Clients) Sleep(ctx context.Context) error { return c.cfg.Sleep(ctx, c.cfg.PollFrequency) }
+
 // retryAfter reads a 429's Retry-After (seconds or HTTP date).
 func retryAfter(err error) (time.Duration, bool) {
 	var re *azcore.ResponseError
