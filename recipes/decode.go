@@ -52,7 +52,11 @@ func joinPath(base, key string) string {
 
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
+		// Errors about the aliased value point at the alias, where this
+		// field is written, not at the anchor.
+		target := *n.Alias
+		target.Line, target.Column = n.Line, n.Column
+		n = &target
 	}
 	d.pos[path] = Pos{n.Line, n.Column}
 	switch v.Kind() {
@@ -108,6 +112,11 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
 			d.fail(n, path, "expected a string, found %s", kindName(n))
+			return
+		}
+		if n.Tag == "!!binary" {
+			// n.Value is the base64 text, not the bytes it stands for.
+			d.fail(n, path, "!!binary values are not supported; write the text itself")
 			return
 		}
 		// The raw text keeps what the author wrote: mode 0644 stays "0644",

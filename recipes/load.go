@@ -48,8 +48,13 @@ func Parse(name string, data []byte) (*Recipe, error) {
 		return nil, errs
 	}
 	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
+	switch err := dec.Decode(&extra); {
+	case err == nil:
 		errs.add(Pos{extra.Line, extra.Column}, "", "a recipe file holds one YAML document; remove the second '---' document")
+		return nil, errs
+	case !errors.Is(err, io.EOF):
+		// Whatever follows the recipe must not be silently dropped.
+		errs.add(yamlPos(err), "", "invalid YAML: "+yamlMsg(err))
 		return nil, errs
 	}
 	root := &doc
@@ -72,10 +77,30 @@ func Parse(name string, data []byte) (*Recipe, error) {
 	return r, nil
 }
 
+// yamlParserProblems are yaml.v3's parser (not scanner) messages. For these
+// it prints the 0-based line of the mark (its scanner errors add the 1), so
+// the line it names is one too early.
+var yamlParserProblems = map[string]bool{
+	"did not find expected <stream-start>":   true,
+	"did not find expected <document start>": true,
+	"did not find expected node content":     true,
+	"did not find expected key":              true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found duplicate %TAG directive":         true,
+	"found undefined tag handle":             true,
+}
+
 func yamlPos(err error) Pos {
 	msg := err.Error()
 	if m := yamlLineRe.FindStringSubmatch(strings.SplitN(msg, "\n", 2)[0]); m != nil {
 		line, _ := strconv.Atoi(m[1])
+		if yamlParserProblems[m[2]] {
+			line++
+		}
 		return Pos{line, 1}
 	}
 	return Pos{1, 1}

@@ -3,6 +3,7 @@ package recipes
 import (
 	"encoding/hex"
 	"fmt"
+	"math"
 	"net/netip"
 	"net/url"
 	"path"
@@ -41,7 +42,11 @@ var (
 	vmSizeRe      = regexp.MustCompile(`^(Standard|Basic)_[A-Za-z0-9_-]+$`)
 	fingerprintRe = regexp.MustCompile(`^[0-9A-Fa-f]{40}$`)
 	hex64Re       = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
-	tagKeyBadRe   = regexp.MustCompile(`[<>%&\\?/]`)
+	// runnerVersionRe is the release's own spelling: go-version also reads
+	// "2.340" (padding a .0), "02.340.0" and "2.340.0+meta", none of which
+	// name a download.
+	runnerVersionRe = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
+	tagKeyBadRe     = regexp.MustCompile(`[<>%&\\?/]`)
 )
 
 // Builtin names accepted in base.local.builtin and systemd[].template.
@@ -333,7 +338,7 @@ func (c v) runner(users map[string]bool) {
 	switch {
 	case rn.Version == "":
 		c.errf("runner.version", "required, e.g. 2.337.0")
-	case err != nil || len(ver.Segments()) != 3 || ver.Prerelease() != "" || strings.HasPrefix(rn.Version, "v"):
+	case err != nil || !runnerVersionRe.MatchString(rn.Version):
 		c.errf("runner.version", "%q is not a runner version (MAJOR.MINOR.PATCH, e.g. 2.337.0)", rn.Version)
 	case ver.LessThan(goversion.Must(goversion.NewVersion(MinRunnerVersion))):
 		c.errf("runner.version", "%s is older than %s, the oldest runner GitHub registers; run `imagebake bump runner %s --latest`", rn.Version, MinRunnerVersion, c.r.Source)
@@ -349,6 +354,11 @@ func (c v) runner(users map[string]bool) {
 		c.errf("runner.user", "%q is not declared under users:", rn.User)
 	}
 	c.absPath("runner.dir", rn.Dir)
+	if strings.ContainsAny(rn.Dir, "%\\") || strings.TrimRight(rn.Dir, " \t") != rn.Dir {
+		// systemd expands %-specifiers, joins a line ending in '\' with the
+		// next and strips trailing blanks in the unit's WorkingDirectory=.
+		c.errf("runner.dir", "%q: the runner unit's WorkingDirectory= cannot hold '%%', '\\' or trailing blanks; choose a plainer directory", rn.Dir)
+	}
 	if !oneOf(rn.Lifecycle, lifecycles) {
 		c.errf("runner.lifecycle", "%q: use cycle-tag or none", rn.Lifecycle)
 	}
@@ -372,6 +382,9 @@ func (c v) runner(users map[string]bool) {
 		if strings.ContainsAny(val, "\x00\n\r") {
 			c.errf(f, "values must be a single line")
 		}
+		if _, own := runnerOwnEnv[k]; own {
+			c.errf(f, "%q is set by imagebake from %s; remove it from runner.env", k, runnerOwnEnv[k])
+		}
 		if looksSecret(k) {
 			c.errf(f, "%q looks like a secret; secrets are never baked into an image — store it in Key Vault (runner.registration)", k)
 		}
@@ -386,6 +399,14 @@ func (c v) runner(users map[string]bool) {
 	if _, ok := rn.Env["REPO_URL"]; !ok {
 		c.errf("runner.env", "REPO_URL is required: the repository or organization URL the runner registers with")
 	}
+}
+
+// runnerOwnEnv are the env file's variables that imagebake writes from other
+// fields; a recipe's value for them would be dropped.
+var runnerOwnEnv = map[string]string{
+	"KEYVAULT_NAME":   "runner.registration.keyVault",
+	"KEYVAULT_SECRET": "runner.registration.secret",
+	"RUNNER_LABELS":   "runner.labels",
 }
 
 func looksSecret(k string) bool {
@@ -424,6 +445,16 @@ func (c v) files(users map[string]bool) {
 			seen[fl.Path] = f
 			if strings.HasPrefix(fl.Path, "/etc/sudoers.d/") {
 				c.errf(f+".path", "write sudo rules under sudoers:, where they are checked with visudo")
+			}
+			for _, dir := range []string{"/etc/imagebake/", "/opt/imagebake/", "/opt/githubrunner/"} {
+				if strings.HasPrefix(fl.Path, dir) {
+					c.errf(f+".path", "imagebake writes its own files under %s; choose another path", dir)
+				}
+			}
+			for j, u := range c.r.Systemd {
+				if fl.Path == "/etc/systemd/system/"+u.Name {
+					c.errf(f+".path", "%s is written by systemd[%d]; give the unit's content there", fl.Path, j)
+				}
 			}
 		}
 		if !modeRe.MatchString(fl.Mode) {
@@ -551,6 +582,9 @@ func ParseDuration(s string) (time.Duration, error) {
 		days, err := strconv.Atoi(n)
 		if err != nil || days < 0 {
 			return 0, fmt.Errorf("duration %q: days must be a whole number", s)
+		}
+		if days > int(math.MaxInt64/int64(24*time.Hour)) {
+			return 0, fmt.Errorf("duration %q: too long", s)
 		}
 		return time.Duration(days) * 24 * time.Hour, nil
 	}

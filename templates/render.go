@@ -157,20 +157,13 @@ func Render(r *recipes.Recipe, opts Options) (*Document, error) {
 	if err := rd.units(); err != nil {
 		return nil, err
 	}
-	users := map[string]bool{}
-	for _, u := range r.Users {
-		users[u.Name] = true
-	}
 	for _, f := range r.Files {
-		// A file owned by a recipe user must wait for that user: deferred
-		// files are written in the final stage, after users_groups.
-		owner := strings.SplitN(f.Owner, ":", 2)[0]
-		group := ""
-		if i := strings.IndexByte(f.Owner, ':'); i >= 0 {
-			group = f.Owner[i+1:]
-		}
+		// A file owned by anyone but root may belong to a user or group the
+		// recipe (or a package) creates: deferred files are written in the
+		// final stage, after users_groups and packages.
+		owner, group, _ := strings.Cut(f.Owner, ":")
 		rd.add(Part{Path: f.Path, Kind: KindFile, Content: f.Content, Mode: normMode(f.Mode), Owner: f.Owner,
-			Deferred: users[owner] || users[group] || under(f.Path, r.Users)})
+			Deferred: owner != "root" || (group != "" && group != "root") || under(f.Path, r.Users)})
 	}
 	for _, p := range rd.parts {
 		cc.WriteFiles = append(cc.WriteFiles, writeFile{Path: p.Path, Content: p.Content, Permissions: p.Mode, Owner: p.Owner, Defer: p.Deferred})
