@@ -1,0 +1,66 @@
+package qemu
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// qemuConfig is everything qemuArgs needs; kept apart from Machine so the
+// command line can be tested without starting anything.
+type qemuConfig struct {
+	Accel      Accel
+	MemoryMiB  int
+	CPUs       int
+	Disk       string // the overlay the guest writes to
+	Kernel     string // empty: boot from the disk's own boot loader
+	Initrd     string
+	Append     string
+	DataSource string // "ds=nocloud-net;s=http://10.0.2.2:PORT/"
+	SSHPort    int    // host loopback port forwarded to the guest's port 22
+	SerialLog  string
+	QMPSocket  string
+}
+
+// optEscape escapes a value for QEMU's comma-separated option syntax, in
+// which a literal comma is written twice.
+func optEscape(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// qemuArgs builds the qemu-system-x86_64 command line. Nothing here passes
+// through a shell: values only need QEMU's own comma escaping.
+func qemuArgs(c qemuConfig) []string {
+	args := []string{"-nodefaults", "-display", "none", "-no-reboot", "-no-user-config"}
+	switch c.Accel {
+	case AccelKVM:
+		args = append(args, "-machine", "q35,accel=kvm", "-cpu", "host")
+	default:
+		args = append(args, "-machine", "q35,accel=tcg", "-cpu", "max")
+	}
+	args = append(args,
+		"-m", strconv.Itoa(c.MemoryMiB),
+		"-smp", strconv.Itoa(c.CPUs),
+		"-drive", "file="+optEscape(c.Disk)+",if=virtio,format=qcow2,discard=unmap",
+		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22", c.SSHPort),
+		"-device", "virtio-net-pci,netdev=net0",
+		// Entropy for sshd's and cloud-init's key generation early in boot.
+		"-object", "rng-random,id=rng0,filename=/dev/urandom",
+		"-device", "virtio-rng-pci,rng=rng0",
+		"-chardev", "file,id=serial0,path="+optEscape(c.SerialLog),
+		"-serial", "chardev:serial0",
+		"-qmp", "unix:"+optEscape(c.QMPSocket)+",server=on,wait=off",
+	)
+	if c.Kernel != "" {
+		cmdline := strings.TrimSpace(c.Append + " " + c.DataSource)
+		args = append(args, "-kernel", c.Kernel)
+		if c.Initrd != "" {
+			args = append(args, "-initrd", c.Initrd)
+		}
+		args = append(args, "-append", cmdline)
+	} else if c.DataSource != "" {
+		// A disk with its own boot loader has a kernel command line we do
+		// not control; cloud-init also reads the selector from the SMBIOS
+		// system serial number.
+		args = append(args, "-smbios", "type=1,serial="+optEscape(c.DataSource))
+	}
+	return args
+}

@@ -1,0 +1,79 @@
+package qemu
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestQemuArgs(t *testing.T) {
+	base := qemuConfig{
+		MemoryMiB: 2048, CPUs: 2, Disk: "/tmp/m/overlay.qcow2",
+		DataSource: "ds=nocloud-net;s=http://10.0.2.2:4242/", SSHPort: 2222,
+		SerialLog: "/logs/serial.log", QMPSocket: "/tmp/m/qmp.sock",
+	}
+	withKernel := base
+	withKernel.Kernel, withKernel.Initrd, withKernel.Append = "/b/vmlinuz", "/b/initrd.img", BaseAppend
+	commas := base
+	commas.Disk, commas.SerialLog = "/tmp/a,b/overlay.qcow2", "/logs/x,y.log"
+
+	tests := []struct {
+		name   string
+		accel  Accel
+		cfg    qemuConfig
+		want   [][]string // option/value pairs that must appear adjacent
+		absent []string
+	}{
+		{"tcg with kernel", AccelTCG, withKernel, [][]string{
+			{"-machine", "q35,accel=tcg"}, {"-cpu", "max"},
+			{"-m", "2048"}, {"-smp", "2"},
+			{"-kernel", "/b/vmlinuz"}, {"-initrd", "/b/initrd.img"},
+			{"-append", "root=/dev/vda rw console=ttyS0 ds=nocloud-net;s=http://10.0.2.2:4242/"},
+			{"-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22"},
+			{"-drive", "file=/tmp/m/overlay.qcow2,if=virtio,format=qcow2,discard=unmap"},
+			{"-chardev", "file,id=serial0,path=/logs/serial.log"},
+			{"-qmp", "unix:/tmp/m/qmp.sock,server=on,wait=off"},
+		}, []string{"-smbios", "accel=kvm"}},
+		{"kvm with kernel", AccelKVM, withKernel, [][]string{
+			{"-machine", "q35,accel=kvm"}, {"-cpu", "host"},
+		}, []string{"accel=tcg", "-smbios"}},
+		{"bootable disk gets the seed via SMBIOS", AccelTCG, base, [][]string{
+			{"-smbios", "type=1,serial=ds=nocloud-net;s=http://10.0.2.2:4242/"},
+		}, []string{"-kernel", "-append", "-initrd"}},
+		{"commas in paths are doubled", AccelTCG, commas, [][]string{
+			{"-drive", "file=/tmp/a,,b/overlay.qcow2,if=virtio,format=qcow2,discard=unmap"},
+			{"-chardev", "file,id=serial0,path=/logs/x,,y.log"},
+		}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.Accel = tc.accel
+			args := qemuArgs(cfg)
+			for _, pair := range tc.want {
+				i := slices.Index(args, pair[0])
+				found := false
+				for ; i >= 0 && i+1 < len(args); i++ {
+					if args[i] == pair[0] && args[i+1] == pair[1] {
+						found = true
+						break
+					}
+				}
+				if !found {
+					t.Errorf("missing %s %q in %q", pair[0], pair[1], args)
+				}
+			}
+			joined := strings.Join(args, " ")
+			for _, a := range tc.absent {
+				if strings.Contains(joined, a) {
+					t.Errorf("unexpected %q in %q", a, args)
+				}
+			}
+			for _, must := range []string{"-no-reboot", "-nodefaults"} {
+				if !slices.Contains(args, must) {
+					t.Errorf("missing %s", must)
+				}
+			}
+		})
+	}
+}
