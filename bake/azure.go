@@ -74,21 +74,7 @@ func Azure(ctx context.Context, r *recipes.Recipe, opts AzureOptions) (*Manifest
 		Commit: opts.GitCommit, Started: time.Now(), LogDir: opts.LogDir, Resources: map[string]string{}, BaseImage: r.Base.Azure}
 	p := NewPipeline(log, opts.Sink, opts.Timeouts)
 	err := bakeAzure(ctx, p, r, opts, m, NewBuildID(), log)
-	left, cerr := p.Unwind(UnwindOptions{Timeout: opts.CleanupTime, Keep: err != nil && opts.KeepOnFail, Abort: opts.Abort, RetryDelay: opts.CleanupRetryDelay})
-	m.Left, m.Stages, m.Finished = left, p.Timings(), time.Now()
-	if err == nil && cerr != nil {
-		err = &StageError{Stage: "cleanup", Err: cerr}
-	}
-	if err != nil {
-		m.Result, m.Error = "failed", err.Error()
-		var se *StageError
-		if errors.As(err, &se) {
-			m.FailedStage = se.Stage
-		}
-		return m, err
-	}
-	m.Result = "baked"
-	return m, nil
+	return finish(p, m, err, UnwindOptions{Timeout: opts.CleanupTime, Keep: opts.KeepOnFail, Abort: opts.Abort, RetryDelay: opts.CleanupRetryDelay}, "baked")
 }
 
 func bakeAzure(ctx context.Context, p *Pipeline, r *recipes.Recipe, opts AzureOptions, m *Manifest, buildID string, log *slog.Logger) error {

@@ -113,24 +113,7 @@ func Local(ctx context.Context, r *recipes.Recipe, opts LocalOptions) (*Manifest
 	buildID := NewBuildID()
 
 	err := bakeLocal(ctx, p, r, opts, m, buildID, log)
-	left, cerr := p.Unwind(UnwindOptions{Timeout: opts.CleanupTime, Keep: err != nil && opts.KeepOnFail, Abort: opts.Abort})
-	m.Left = left
-	m.Stages = p.Timings()
-	m.Finished = time.Now()
-	if err == nil && cerr != nil {
-		err = cerr
-	}
-	if err != nil {
-		m.Result = "failed"
-		m.Error = err.Error()
-		var se *StageError
-		if errors.As(err, &se) {
-			m.FailedStage = se.Stage
-		}
-		return m, err
-	}
-	m.Result = "baked"
-	return m, nil
+	return finish(p, m, err, UnwindOptions{Timeout: opts.CleanupTime, Keep: opts.KeepOnFail, Abort: opts.Abort}, "baked")
 }
 
 func bakeLocal(ctx context.Context, p *Pipeline, r *recipes.Recipe, opts LocalOptions, m *Manifest, buildID string, log *slog.Logger) error {

@@ -1,6 +1,7 @@
 package bake
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -144,4 +145,26 @@ func indent(s, prefix string) string {
 		lines[i] = prefix + lines[i]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// finish unwinds the pipeline's cleanups and completes the manifest: the
+// result word on success, the error and failed stage otherwise. A cleanup
+// that failed after a successful run fails the run (something was left).
+func finish(p *Pipeline, m *Manifest, err error, opts UnwindOptions, success string) (*Manifest, error) {
+	opts.Keep = opts.Keep && err != nil
+	left, cerr := p.Unwind(opts)
+	m.Left, m.Stages, m.Finished = left, p.Timings(), time.Now()
+	if err == nil && cerr != nil {
+		err = &StageError{Stage: "cleanup", Err: cerr}
+	}
+	if err != nil {
+		m.Result, m.Error = "failed", err.Error()
+		var se *StageError
+		if errors.As(err, &se) {
+			m.FailedStage = se.Stage
+		}
+		return m, err
+	}
+	m.Result = success
+	return m, nil
 }

@@ -2,7 +2,6 @@ package bake
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -34,21 +33,7 @@ func VerifyLocal(ctx context.Context, r *recipes.Recipe, v gallery.ImageVersion,
 		Path: v.Path, Started: time.Now(), LogDir: opts.LogDir, Resources: map[string]string{}}
 	p := NewPipeline(log, opts.Sink, opts.Timeouts)
 	err := verifyLocal(ctx, p, r, v, opts, m, log)
-	left, cerr := p.Unwind(UnwindOptions{Timeout: opts.CleanupTime, Keep: err != nil && opts.KeepOnFail, Abort: opts.Abort})
-	m.Left, m.Stages, m.Finished = left, p.Timings(), time.Now()
-	if err == nil {
-		err = cerr
-	}
-	if err != nil {
-		m.Result, m.Error = "failed", err.Error()
-		var se *StageError
-		if errors.As(err, &se) {
-			m.FailedStage = se.Stage
-		}
-		return m, err
-	}
-	m.Result = "verified"
-	return m, nil
+	return finish(p, m, err, UnwindOptions{Timeout: opts.CleanupTime, Keep: opts.KeepOnFail, Abort: opts.Abort}, "verified")
 }
 
 func verifyLocal(ctx context.Context, p *Pipeline, r *recipes.Recipe, v gallery.ImageVersion, opts LocalOptions, m *Manifest, log *slog.Logger) error {
