@@ -87,6 +87,11 @@ printf 'datasource_list: [ NoCloud, None ]\n' > "$1/etc/cloud/cloud.cfg.d/90-ima
 printf 'manage_etc_hosts: localhost\n' > "$1/etc/cloud/cloud.cfg.d/90-imagebake-hosts.cfg"
 # A fresh machine-id per instance.
 : > "$1/etc/machine-id"
+# "cloud-init clean --machine-id" leaves "uninitialized" in /etc/machine-id,
+# which makes the image's next boot a systemd first boot; Debian's
+# systemd-firstboot then waits at the console for a locale, a time zone and
+# a root password, and the boot never finishes. cloud-init configures those.
+ln -sf /dev/null "$1/etc/systemd/system/systemd-firstboot.service"
 rm -f "$1/var/lib/dbus/machine-id"
 `
 
