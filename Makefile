@@ -7,7 +7,7 @@ BIN      := bin/imagebake
 # The real QEMU tests boot VMs; CI runs them (see .ci/run).
 TEST_TIMEOUT ?= 75m
 
-.PHONY: build test lint bench demo tools clean golden
+.PHONY: build test lint bench bench-local demo tools clean golden
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/imagebake
@@ -26,6 +26,10 @@ lint:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# The local target's benchmark boots real VMs (minutes under TCG).
+bench-local:
+	IMAGEBAKE_QEMU_TESTS=1 $(GO) test -run '^$$' -bench BenchmarkLocalBake -benchtime 1x -timeout 40m ./bake
 
 # Regenerate golden files after reviewing a rendering change.
 golden:
