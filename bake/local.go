@@ -285,6 +285,7 @@ func bakeLocal(ctx context.Context, p *Pipeline, r *recipes.Recipe, opts LocalOp
 			return err
 		}
 		m.Version, m.VersionID, m.Path = v.Name, v.ID, v.Path
+		m.BootCommand = bootCommand(v.Path, base, r.Build.MemoryMiB)
 		p.Note("publish", fmt.Sprintf("%s %s → %s (%d MiB)", r.Gallery.Image, v.Name, v.Path, v.SizeBytes>>20))
 		return nil
 	})
@@ -420,4 +421,15 @@ func endOfLife(r *recipes.Recipe) (*time.Time, error) {
 		t = time.Now().Add(eol.After).UTC()
 	}
 	return &t, nil
+}
+
+// bootCommand is a QEMU command line that boots a published disk as a
+// throwaway snapshot, with SSH forwarded to 127.0.0.1:2222.
+func bootCommand(disk string, base qemu.Base, memMiB int) string {
+	q := sshsession.ShellQuote
+	cmd := fmt.Sprintf("qemu-system-x86_64 -machine q35 -cpu max -m %d -nographic -drive file=%s,if=virtio,snapshot=on -nic user,hostfwd=tcp:127.0.0.1:2222-:22", memMiB, q(disk))
+	if base.Kernel != "" {
+		cmd += fmt.Sprintf(" -kernel %s -initrd %s -append %s", q(base.Kernel), q(base.Initrd), q(firstNonEmptyStr(base.Append, qemu.BaseAppend)))
+	}
+	return cmd
 }

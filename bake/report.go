@@ -99,6 +99,8 @@ type Manifest struct {
 	Resources   map[string]string `json:"resources,omitempty"`
 	Left        []string          `json:"left,omitempty"`
 	LogDir      string            `json:"logDir,omitempty"`
+	// BootCommand boots a local version by hand (a throwaway snapshot).
+	BootCommand string `json:"bootCommand,omitempty"`
 }
 
 func checkReports(results []sshsession.CheckResult) []CheckReport {

@@ -169,7 +169,7 @@ func finish(c *cli.Context, verb string, m *bake.Manifest, err error, textOut io
 	if m.Version != "" && m.Result == "baked" {
 		fmt.Fprintf(textOut, "published %s %s: %s\n", m.Image, m.Version, firstNonEmpty(m.Path, m.VersionID))
 		if m.Path != "" {
-			fmt.Fprintf(textOut, "boot it: imagebake verify %s@%s   (or qemu-system-x86_64 with -drive file=%s,if=virtio,snapshot=on)\n", m.Image, m.Version, m.Path)
+			fmt.Fprintf(textOut, "check it: imagebake verify %s@%s\nboot it:  %s\n", m.Image, m.Version, m.BootCommand)
 		}
 		if err := writeGitHubOutput(m); err != nil {
 			return cli.Exit("imagebake: GITHUB_OUTPUT: "+err.Error(), exitFailed)

@@ -46,7 +46,7 @@ func qemuProcesses(t *testing.T, marker string) []string {
 
 type localManifest struct {
 	Result, Version, Path, Error, FailedStage, LogDir string
-	Checks                                           []struct {
+	Checks                                            []struct {
 		Name   string
 		Passed bool
 	}
