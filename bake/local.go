@@ -375,6 +375,9 @@ func cloudInitAndChecks(ctx context.Context, p *Pipeline, session *sshsession.Se
 	return results, err
 }
 
+// hostKeysCommand prints a digest of each SSH host public key.
+const hostKeysCommand = "sudo -n sh -c 'sha256sum /etc/ssh/ssh_host_*_key.pub' | cut -d' ' -f1 | sort"
+
 // buildIdentity reads what generalizing must change: the machine-id and the
 // SSH host keys' fingerprints.
 func buildIdentity(ctx context.Context, s *sshsession.Session) map[string]string {
@@ -382,8 +385,8 @@ func buildIdentity(ctx context.Context, s *sshsession.Session) map[string]string
 	if res, err := s.Run(ctx, "cat /etc/machine-id"); err == nil {
 		out[TagMachineID] = strings.TrimSpace(res.Stdout)
 	}
-	if res, err := s.Run(ctx, "for f in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf \"$f\" | cut -d' ' -f2; done | sort | tr '\\n' ' '"); err == nil {
-		out[TagHostKeys] = strings.TrimSpace(res.Stdout)
+	if res, err := s.Run(ctx, hostKeysCommand); err == nil {
+		out[TagHostKeys] = strings.Join(strings.Fields(res.Stdout), " ")
 	}
 	return out
 }

@@ -112,8 +112,8 @@ func generalizedChecks(v gallery.ImageVersion, instanceID string) []sshsession.C
 		for _, k := range keys {
 			greps = append(greps, "-e "+q(k))
 		}
-		cs = append(cs, sshsession.Check{Name: "SSH host keys differ from the build's", Sudo: true,
-			Run: fmt.Sprintf(`! for f in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf "$f"; done | grep -qF %s`, strings.Join(greps, " "))})
+		cs = append(cs, sshsession.Check{Name: "SSH host keys differ from the build's",
+			Run: fmt.Sprintf(`test -n "$(%s)" && ! %s | grep -qxF %s`, hostKeysCommand, hostKeysCommand, strings.Join(greps, " "))})
 	}
 	return cs
 }

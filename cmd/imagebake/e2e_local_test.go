@@ -142,7 +142,8 @@ files:
   - {path: /etc/demo.conf, content: "mode=fast\n"}
 checks:
   - name: demo.conf says slow
-    run: grep -x 'mode=slow' /etc/demo.conf || { echo "demo.conf has: $(cat /etc/demo.conf)"; exit 3; }
+    run: |
+      grep -x 'mode=slow' /etc/demo.conf || { echo "demo.conf has: $(cat /etc/demo.conf)"; exit 3; }
 gallery: {image: failing-check, version: "1.0"}
 `)
 	m, res := bakeJSON(t, env, "bake", recipe, "--gallery-dir", gal, "--cache-dir", cache)
