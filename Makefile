@@ -6,6 +6,9 @@ LDFLAGS  := -X github.com/imagebake/imagebake/internal/buildinfo.Version=$(VERSI
 BIN      := bin/imagebake
 # The real QEMU tests boot VMs; CI runs them (see .ci/run).
 TEST_TIMEOUT ?= 75m
+# CI runs packages one at a time (TEST_FLAGS=-p=1) so two packages never
+# boot VMs at once on a 2-core machine.
+TEST_FLAGS ?=
 
 .PHONY: build test lint bench bench-local demo tools clean golden
 
@@ -17,7 +20,7 @@ build:
 # real sshd, and, with IMAGEBAKE_QEMU_TESTS=1, real QEMU bakes.
 test:
 	$(GO) vet ./...
-	$(GO) test -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test $(TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

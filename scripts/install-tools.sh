@@ -16,4 +16,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 # shellcheck disable=SC2086 # word splitting of the package list is wanted
-apt-get install -y --no-install-recommends $missing
+apt-get install -y $missing
