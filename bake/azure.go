@@ -140,106 +140,19 @@ func bakeAzure(ctx context.Context, p *Pipeline, r *recipes.Recipe, opts AzureOp
 		return err
 	}
 
-	tags := map[string]string{BuildTagID: buildID, BuildTagRecipe: r.Name, BuildTagCreated: time.Now().UTC().Format(time.RFC3339)}
-	rg := opts.BuildResourceGroup
-	prefix := "ib-" + buildID
-	if err := p.Stage(ctx, "resource-group", func(ctx context.Context) error {
-		if rg != "" {
-			p.Skip("resource-group", "building in existing resource group "+rg+" (only what this build creates is deleted)")
-			return nil
-		}
-		rg = "imagebake-" + r.Name + "-" + buildID
-		// Register first: a create that fails half-way may still leave
-		// the group behind.
-		p.OnCleanupKeepable("resource group "+rg, func(ctx context.Context) error { return c.DeleteResourceGroup(ctx, rg) })
-		return c.CreateResourceGroup(ctx, rg, location, tags)
-	}); err != nil {
-		return err
-	}
-	m.Resources["resourceGroup"] = rg
-	tempGroup := opts.BuildResourceGroup == ""
-
-	subnetID := opts.SubnetID
-	if err := p.Stage(ctx, "network", func(ctx context.Context) error {
-		if subnetID != "" {
-			return nil
-		}
-		if !tempGroup {
-			p.OnCleanupKeepable("network "+prefix, func(ctx context.Context) error { return c.DeleteNetwork(ctx, rg, prefix) })
-		}
-		sources := opts.SSHSources
-		if len(sources) == 0 {
-			sources = []string{"*"}
-			p.Note("network", "SSH is open to any address (the host key is pinned and only a throwaway key logs in); restrict it with --ssh-source CIDR")
-		}
-		n, err := c.CreateNetwork(ctx, rg, location, prefix, sources, tags)
-		subnetID = n.SubnetID
-		m.Resources["subnet"] = subnetID
-		return err
-	}); err != nil {
-		return err
-	}
-
-	var (
-		signer  ssh.Signer
-		hostPub ssh.PublicKey
-		address string
-		vmName  = prefix + "-vm"
-	)
-	if err := p.Stage(ctx, "vm", func(ctx context.Context) error {
-		signer2, authLine, err := sshsession.NewClientKey()
-		if err != nil {
-			return err
-		}
-		signer = signer2
-		hostPriv, hostLine, pub, err := sshsession.NewHostKey()
-		if err != nil {
-			return err
-		}
-		hostPub = pub
+	mach := &azureMachine{c: c, p: p, opts: opts, m: m, r: r, location: location, buildID: buildID, log: log}
+	session, err := mach.start(ctx, base, "", func(hostPriv, hostLine string) (string, error) {
 		doc, err := templates.Render(r, templates.Options{HostKeyPrivate: hostPriv, HostKeyPublic: hostLine})
 		if err != nil {
-			return err
+			return "", err
 		}
-		custom, err := templates.CustomData(doc)
-		if err != nil {
-			return err
-		}
-		if !tempGroup {
-			p.OnCleanupKeepable("virtual machine "+vmName, func(ctx context.Context) error { return c.DeleteVM(ctx, rg, vmName) })
-		}
-		spec := az.VMSpec{ResourceGroup: rg, Name: vmName, Location: location, Size: firstNonEmptyStr(opts.VMSize, r.Build.VMSize),
-			Image: base, SubnetID: subnetID, PublicIP: opts.SubnetID == "", AdminUser: AdminUser, AuthorizedKey: authLine,
-			CustomData: custom, Spot: opts.Spot || r.Build.Spot, Identity: firstNonEmptyStr(opts.Identity, r.Build.Identity), Tags: tags}
-		id, addr, err := c.CreateVM(ctx, spec)
-		m.Resources["vm"] = id
-		address = addr
-		return err
-	}); err != nil {
-		if opts.KeepOnFail {
-			p.Note("vm", azureKeepHint(rg, vmName, address, opts.SSHPort))
-		}
+		return templates.CustomData(doc)
+	}, nil)
+	if err != nil {
 		return err
 	}
-
-	port := opts.SSHPort
-	if port == 0 {
-		port = 22
-	}
-	var session *sshsession.Session
-	if err := p.Stage(ctx, "ssh", func(ctx context.Context) error {
-		var err error
-		session, err = sshsession.Dial(ctx, sshsession.Config{Addr: net.JoinHostPort(address, strconv.Itoa(port)), User: AdminUser, Signer: signer, HostKey: hostPub, Logger: log})
-		if err == nil {
-			p.OnCleanup("ssh session", func(context.Context) error { session.Close(); return nil })
-		}
-		return err
-	}); err != nil {
-		if opts.KeepOnFail {
-			p.Note("ssh", azureKeepHint(rg, vmName, address, port))
-		}
-		return err
-	}
+	rg, vmName := mach.rg, mach.vmName
+	address, port := mach.address, mach.port
 	if _, err := cloudInitAndChecks(ctx, p, session, r, checks.Build, opts.LogDir, m); err != nil {
 		if opts.KeepOnFail {
 			p.Note("checks", azureKeepHint(rg, vmName, address, port))
@@ -343,4 +256,132 @@ func firstNonEmptyStr(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// azureMachine runs the stages that bring up a VM on Azure and reach it
+// over SSH: a resource group (temporary, or the one given), a network (or
+// the subnet given), the VM, and the SSH session. Bake and verify share it.
+type azureMachine struct {
+	c        *az.Clients
+	p        *Pipeline
+	opts     AzureOptions
+	m        *Manifest
+	r        *recipes.Recipe
+	location string
+	buildID  string
+	log      *slog.Logger
+
+	rg, vmName, address string
+	port                int
+}
+
+// start brings the machine up from a marketplace image or, with imageID, a
+// gallery version; customData renders the custom data for the pinned host
+// key; extraTags are added to the VM's tags.
+func (a *azureMachine) start(ctx context.Context, base az.Image, imageID string, customData func(hostPriv, hostLine string) (string, error), extraTags map[string]string) (*sshsession.Session, error) {
+	c, p, opts, m, r := a.c, a.p, a.opts, a.m, a.r
+	tags := map[string]string{BuildTagID: a.buildID, BuildTagRecipe: r.Name, BuildTagCreated: time.Now().UTC().Format(time.RFC3339)}
+	a.rg = opts.BuildResourceGroup
+	prefix := "ib-" + a.buildID
+	tempGroup := a.rg == ""
+	if err := p.Stage(ctx, "resource-group", func(ctx context.Context) error {
+		if !tempGroup {
+			p.Skip("resource-group", "building in existing resource group "+a.rg+" (only what this build creates is deleted)")
+			return nil
+		}
+		a.rg = "imagebake-" + r.Name + "-" + a.buildID
+		// Register first: a create that fails half-way may still leave
+		// the group behind.
+		rg := a.rg
+		p.OnCleanupKeepable("resource group "+rg, func(ctx context.Context) error { return c.DeleteResourceGroup(ctx, rg) })
+		return c.CreateResourceGroup(ctx, rg, a.location, tags)
+	}); err != nil {
+		return nil, err
+	}
+	m.Resources["resourceGroup"] = a.rg
+
+	subnetID := opts.SubnetID
+	if err := p.Stage(ctx, "network", func(ctx context.Context) error {
+		if subnetID != "" {
+			return nil
+		}
+		if !tempGroup {
+			p.OnCleanupKeepable("network "+prefix, func(ctx context.Context) error { return c.DeleteNetwork(ctx, a.rg, prefix) })
+		}
+		sources := opts.SSHSources
+		if len(sources) == 0 {
+			sources = []string{"*"}
+			p.Note("network", "SSH is open to any address (the host key is pinned and only a throwaway key logs in); restrict it with --ssh-source CIDR")
+		}
+		n, err := c.CreateNetwork(ctx, a.rg, a.location, prefix, sources, tags)
+		subnetID = n.SubnetID
+		m.Resources["subnet"] = subnetID
+		return err
+	}); err != nil {
+		return nil, err
+	}
+
+	var (
+		signer  ssh.Signer
+		hostPub ssh.PublicKey
+	)
+	a.vmName = prefix + "-vm"
+	a.port = opts.SSHPort
+	if a.port == 0 {
+		a.port = 22
+	}
+	if err := p.Stage(ctx, "vm", func(ctx context.Context) error {
+		var authLine string
+		var err error
+		if signer, authLine, err = sshsession.NewClientKey(); err != nil {
+			return err
+		}
+		hostPriv, hostLine, pub, err := sshsession.NewHostKey()
+		if err != nil {
+			return err
+		}
+		hostPub = pub
+		custom, err := customData(hostPriv, hostLine)
+		if err != nil {
+			return err
+		}
+		if !tempGroup {
+			p.OnCleanupKeepable("virtual machine "+a.vmName, func(ctx context.Context) error { return c.DeleteVM(ctx, a.rg, a.vmName) })
+		}
+		vmTags := map[string]string{}
+		for k, v := range tags {
+			vmTags[k] = v
+		}
+		for k, v := range extraTags {
+			vmTags[k] = v
+		}
+		spec := az.VMSpec{ResourceGroup: a.rg, Name: a.vmName, Location: a.location, Size: firstNonEmptyStr(opts.VMSize, r.Build.VMSize),
+			Image: base, ImageID: imageID, SubnetID: subnetID, PublicIP: opts.SubnetID == "", AdminUser: AdminUser, AuthorizedKey: authLine,
+			CustomData: custom, Spot: opts.Spot || r.Build.Spot, Identity: firstNonEmptyStr(opts.Identity, r.Build.Identity), Tags: vmTags}
+		id, addr, err := c.CreateVM(ctx, spec)
+		m.Resources["vm"] = id
+		a.address = addr
+		return err
+	}); err != nil {
+		if opts.KeepOnFail {
+			p.Note("vm", azureKeepHint(a.rg, a.vmName, a.address, a.port))
+		}
+		return nil, err
+	}
+
+	var session *sshsession.Session
+	if err := p.Stage(ctx, "ssh", func(ctx context.Context) error {
+		var err error
+		session, err = sshsession.Dial(ctx, sshsession.Config{Addr: net.JoinHostPort(a.address, strconv.Itoa(a.port)), User: AdminUser, Signer: signer, HostKey: hostPub, Logger: a.log})
+		if err == nil {
+			p.OnCleanup("ssh session", func(context.Context) error { session.Close(); return nil })
+		}
+		return err
+	}); err != nil {
+		if opts.KeepOnFail {
+			p.Note("ssh", azureKeepHint(a.rg, a.vmName, a.address, a.port))
+		}
+		return nil, err
+	}
+	return session, nil
 }

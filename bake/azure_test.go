@@ -251,3 +251,32 @@ func TestAzureNoWaitStillLeavesNothing(t *testing.T) {
 		t.Errorf("leftovers %v", left)
 	}
 }
+
+func TestAzureVerifyBootsTheVersionAndCleansUp(t *testing.T) {
+	e := aztest.New(t, azmodel.Options{}, nil)
+	r := loadRunner(t)
+	if _, err := Azure(context.Background(), r, options(t, e)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := VerifyAzure(context.Background(), r, "", options(t, e))
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	if m.Version != "1.0.0" || m.Result != "verified" || len(m.Checks) == 0 {
+		t.Errorf("manifest %+v", m)
+	}
+	if left := e.BuildLeftovers(); len(left) > 0 {
+		t.Errorf("verify left %v", left)
+	}
+	booted := e.Booted()
+	if len(booted) != 2 {
+		t.Fatalf("booted %d VMs", len(booted))
+	}
+	vm := booted[1]
+	if !strings.HasSuffix(strings.ToLower(vm.Image), "/versions/1.0.0") || vm.Tags["cycle"] != "delete" {
+		t.Errorf("the verify VM booted %q with tags %v; want the gallery version and cycle=delete", vm.Image, vm.Tags)
+	}
+	if e.VMCount.Load() != 2 {
+		t.Errorf("%d VMs created, want the build's and the verify's", e.VMCount.Load())
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -50,33 +51,62 @@ func azureClients(c *cli.Context) (*az.Clients, error) {
 	return clients, nil
 }
 
-func bakeAzure(c *cli.Context, r *recipes.Recipe) error {
+func verifyAzure(c *cli.Context, r *recipes.Recipe, version string) error {
+	if r.Gallery.Azure == nil {
+		return cli.Exit(fmt.Sprintf("%s: verify --target azure needs gallery.azure in the recipe", r.Source), exitUsage)
+	}
+	opts, textOut, jsonOut, err := azureOptions(c, r)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(textOut, "verifying %s %s on Azure\n", r.Gallery.Image, firstNonEmpty(version, "latest"))
+	m, err := bake.VerifyAzure(c.Context, r, version, opts)
+	if err := finish(c, "verify", m, err, textOut, jsonOut); err != nil {
+		return err
+	}
+	fmt.Fprintf(textOut, "verified %s %s: %d checks passed\n", r.Gallery.Image, m.Version, len(m.Checks))
+	return nil
+}
+
+// azureOptions builds the Azure options shared by bake and verify.
+func azureOptions(c *cli.Context, r *recipes.Recipe) (bake.AzureOptions, io.Writer, bool, error) {
 	for _, s := range c.StringSlice("ssh-source") {
 		if err := recipes.SSHSourceCIDR(s); err != nil {
-			return usageErr("--ssh-source: %v", err)
+			return bake.AzureOptions{}, nil, false, usageErr("--ssh-source: %v", err)
 		}
-	}
-	if r.Gallery.Azure == nil || r.Base.Azure == "" {
-		return cli.Exit(fmt.Sprintf("%s: the azure target needs base.azure and gallery.azure in the recipe", r.Source), exitUsage)
 	}
 	clients, err := azureClients(c)
 	if err != nil {
-		return err
+		return bake.AzureOptions{}, nil, false, err
 	}
 	jsonOut := c.String("output") == "json"
 	textOut := c.App.Writer
 	if jsonOut {
 		textOut = c.App.ErrWriter
 	}
-	fmt.Fprintf(textOut, "baking %s (%.12s) on Azure\n", r.Name, r.Hash())
 	opts := bake.AzureOptions{
 		Clients: clients, Location: c.String("location"), BuildResourceGroup: c.String("build-resource-group"),
 		SubnetID: c.String("subnet-id"), SSHSources: c.StringSlice("ssh-source"), SSHPort: c.Int("ssh-port"),
-		VMSize: c.String("vm-size"), Spot: c.Bool("spot"), Identity: c.String("identity"), Version: c.String("version"),
+		VMSize: c.String("vm-size"), Spot: c.Bool("spot"), Identity: c.String("identity"),
 		CreateDefinition: c.Bool("create-definition"), NoWait: c.Bool("no-wait"), KeepOnFail: c.Bool("keep-on-failure"),
-		Abort: abortChan(c), LogDir: logDir(c, r.Name, "bake"), Logger: logger(c), Sink: bake.NewTextSink(textOut, isTerminal(textOut)),
+		Abort: abortChan(c), LogDir: logDir(c, r.Name, c.Command.Name), Logger: logger(c), Sink: bake.NewTextSink(textOut, isTerminal(textOut)),
 		GitCommit: gitCommit(r.Source), Timeouts: stageTimeouts(r), CleanupTime: c.Duration("cleanup-timeout"),
 	}
+	if c.IsSet("version") {
+		opts.Version = c.String("version")
+	}
+	return opts, textOut, jsonOut, nil
+}
+
+func bakeAzure(c *cli.Context, r *recipes.Recipe) error {
+	if r.Gallery.Azure == nil || r.Base.Azure == "" {
+		return cli.Exit(fmt.Sprintf("%s: the azure target needs base.azure and gallery.azure in the recipe", r.Source), exitUsage)
+	}
+	opts, textOut, jsonOut, err := azureOptions(c, r)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(textOut, "baking %s (%.12s) on Azure\n", r.Name, r.Hash())
 	m, err := bake.Azure(c.Context, r, opts)
 	return finish(c, "bake", m, err, textOut, jsonOut)
 }

@@ -240,9 +240,9 @@ func verifyCommand() *cli.Command {
 		ArgsUsage: "IMAGE[@VERSION]",
 		Description: "Without @VERSION, verifies the version \"latest\" resolves to. Locally it also proves the image was\n" +
 			"generalized: cloud-init runs again, machine-id and SSH host keys differ from the build's, the build user is gone.",
-		Flags: append(localFlags(),
+		Flags: append(append(localFlags(),
 			&cli.StringFlag{Name: "recipe", Usage: "the recipe whose checks to run (default recipes/IMAGE.yaml)", EnvVars: envs("RECIPE")},
-		),
+		), azureFlags()...),
 		Action: func(c *cli.Context) error {
 			if err := checkOutput(c); err != nil {
 				return err
@@ -250,8 +250,9 @@ func verifyCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return usageErr("verify needs IMAGE[@VERSION], e.g. imagebake verify local-demo@1.0.1")
 			}
-			if c.String("target") != "local" {
-				return cli.Exit("imagebake: verify --target azure is not available in this build yet", exitUsage)
+			target := c.String("target")
+			if target != "local" && target != "azure" {
+				return usageErr("--target %q: use local or azure", target)
 			}
 			image, version := parseImageRef(c.Args().First())
 			recipePath := c.String("recipe")
@@ -261,6 +262,9 @@ func verifyCommand() *cli.Command {
 			r, err := recipes.Load(recipePath)
 			if err != nil {
 				return cli.Exit(fmt.Sprintf("%v\n(verify runs the checks of the recipe the image was baked from; name it with --recipe)", err), exitUsage)
+			}
+			if target == "azure" {
+				return verifyAzure(c, r, version)
 			}
 			store, err := localStore(c)
 			if err != nil {

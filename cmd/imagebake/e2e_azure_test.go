@@ -122,6 +122,14 @@ func TestE2EAzureBakeWithRealBinary(t *testing.T) {
 	if err != nil || !strings.Contains(string(ghOut), "version=1.0.1\n") || !strings.Contains(string(ghOut), "version-id=/subscriptions/") {
 		t.Errorf("GITHUB_OUTPUT: %q %v", ghOut, err)
 	}
+	ver := runBinary(t, env, "verify", "github-runner-focal@1.0.1", "--target", "azure", "--resource-manager-endpoint", e.Server.URL(),
+		"--ssh-port", strconv.Itoa(e.Port), "--poll-interval", "10ms", "--cache-dir", t.TempDir())
+	if ver.code != 0 || !strings.Contains(ver.stdout, "verified github-runner-focal 1.0.1") {
+		t.Errorf("verify --target azure: exit %d\n%s%s", ver.code, ver.stdout, ver.stderr)
+	}
+	if left := e.BuildLeftovers(); len(left) > 0 {
+		t.Errorf("verify left %v", left)
+	}
 	vs := e.Versions()
 	if len(vs) != 2 || vs[1].Tags[gallery.TagRecipe] != "github-runner-focal" || vs[1].Tags[gallery.TagImagebake] == "" {
 		t.Errorf("versions: %+v", vs)

@@ -37,6 +37,7 @@ type Env struct {
 
 	mu      sync.Mutex
 	vms     map[string]*fakevm.VM
+	booted  []azmodel.VMInfo
 	nextIP  atomic.Int32
 	VMCount atomic.Int32
 }
@@ -90,6 +91,9 @@ func New(t testing.TB, opts azmodel.Options, script fakevm.Script) *Env {
 // data, as cloud-init would install it, and serves SSH.
 func (e *Env) boot(vm azmodel.VMInfo) {
 	e.VMCount.Add(1)
+	e.mu.Lock()
+	e.booted = append(e.booted, vm)
+	e.mu.Unlock()
 	signer, err := fakevm.HostKeyFromCloudConfig(vm.CustomData)
 	if err != nil {
 		e.t.Errorf("VM %s: custom data has no usable host key: %v", vm.Name, err)
@@ -150,4 +154,11 @@ func (e *Env) BuildLeftovers() []string {
 // Versions are the seeded image definition's versions.
 func (e *Env) Versions() []azmodel.GalleryVersion {
 	return e.Model.GalleryVersions(azmodel.GalleryImageID(Subscription, "image-gallery-rg", "runner_images", "github-runner-focal"))
+}
+
+// Booted lists every VM the model created, in order.
+func (e *Env) Booted() []azmodel.VMInfo {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]azmodel.VMInfo(nil), e.booted...)
 }

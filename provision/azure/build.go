@@ -213,13 +213,16 @@ func (c *Clients) DeleteNetwork(ctx context.Context, rg, prefix string) error {
 type VMSpec struct {
 	ResourceGroup, Name, Location, Size string
 	Image                               Image
-	SubnetID                            string
-	PublicIP                            bool
-	AdminUser, AuthorizedKey            string
-	CustomData                          string
-	Spot                                bool
-	Identity                            string // user-assigned identity resource ID
-	Tags                                map[string]string
+	// ImageID, when set, boots a gallery image version or managed image
+	// instead of the marketplace Image.
+	ImageID                  string
+	SubnetID                 string
+	PublicIP                 bool
+	AdminUser, AuthorizedKey string
+	CustomData               string
+	Spot                     bool
+	Identity                 string // user-assigned identity resource ID
+	Tags                     map[string]string
 }
 
 // CreateVM creates the build VM with its NIC and public IP inline (deleted
@@ -241,7 +244,7 @@ func (c *Clients) CreateVM(ctx context.Context, s VMSpec) (id, address string, e
 		Properties: &armcompute.VirtualMachineProperties{
 			HardwareProfile: &armcompute.HardwareProfile{VMSize: to.Ptr(armcompute.VirtualMachineSizeTypes(s.Size))},
 			StorageProfile: &armcompute.StorageProfile{
-				ImageReference: &armcompute.ImageReference{Publisher: to.Ptr(s.Image.Publisher), Offer: to.Ptr(s.Image.Offer), SKU: to.Ptr(s.Image.SKU), Version: to.Ptr(s.Image.Version)},
+				ImageReference: imageReference(s),
 				OSDisk: &armcompute.OSDisk{Name: to.Ptr(s.Name + "-osdisk"), CreateOption: to.Ptr(armcompute.DiskCreateOptionTypesFromImage),
 					DeleteOption: to.Ptr(armcompute.DiskDeleteOptionTypesDelete), ManagedDisk: &armcompute.ManagedDiskParameters{StorageAccountType: to.Ptr(armcompute.StorageAccountTypesStandardSSDLRS)}},
 			},
@@ -305,6 +308,13 @@ func (c *Clients) CreateVM(ctx context.Context, s VMSpec) (id, address string, e
 		return id, "", fmt.Errorf("virtual machine %s: no IP address", s.Name)
 	}
 	return id, address, nil
+}
+
+func imageReference(s VMSpec) *armcompute.ImageReference {
+	if s.ImageID != "" {
+		return &armcompute.ImageReference{ID: to.Ptr(s.ImageID)}
+	}
+	return &armcompute.ImageReference{Publisher: to.Ptr(s.Image.Publisher), Offer: to.Ptr(s.Image.Offer), SKU: to.Ptr(s.Image.SKU), Version: to.Ptr(s.Image.Version)}
 }
 
 // DeleteVM force-deletes the VM (its NIC, IP and OS disk go with it).
