@@ -40,15 +40,18 @@ type AzureOptions struct {
 	Identity           string
 	Version            string // pinned X.Y.Z
 	CreateDefinition   bool
-	NoWait             bool
-	KeepOnFail         bool
-	Abort              <-chan struct{}
-	LogDir             string
-	Logger             *slog.Logger
-	Sink               Sink
-	GitCommit          string
-	Timeouts           map[string]time.Duration
-	CleanupTime        time.Duration
+	// ManagedImage captures a managed image first and publishes the
+	// version from it (by default the version is captured from the VM).
+	ManagedImage bool
+	NoWait       bool
+	KeepOnFail   bool
+	Abort        <-chan struct{}
+	LogDir       string
+	Logger       *slog.Logger
+	Sink         Sink
+	GitCommit    string
+	Timeouts     map[string]time.Duration
+	CleanupTime  time.Duration
 	// PublishAttempts bounds how often a concurrent bake taking our version
 	// moves us to the next patch.
 	PublishAttempts int
@@ -173,9 +176,24 @@ func bakeAzure(ctx context.Context, p *Pipeline, r *recipes.Recipe, opts AzureOp
 	if err := p.Stage(ctx, "generalize", func(ctx context.Context) error { return c.Generalize(ctx, rg, vmName) }); err != nil {
 		return err
 	}
+	source := m.Resources["vm"]
+	if opts.ManagedImage {
+		if err := p.Stage(ctx, "image", func(ctx context.Context) error {
+			name := "ib-" + buildID + "-image"
+			if opts.BuildResourceGroup != "" {
+				p.OnCleanup("managed image "+name, func(ctx context.Context) error { return c.DeleteManagedImage(ctx, rg, name) })
+			}
+			id, err := c.CreateManagedImage(ctx, rg, name, location, source, base.HyperVGeneration, map[string]string{BuildTagID: buildID, BuildTagRecipe: r.Name})
+			source = id
+			m.Resources["managedImage"] = id
+			return err
+		}); err != nil {
+			return err
+		}
+	}
 	return p.Stage(ctx, "publish", func(ctx context.Context) error {
 		vtags := versionTags(r, m, buildID)
-		req := gallery.CreateRequest{Version: m.Version, Source: m.Resources["vm"], RecipeHash: m.RecipeHash, Tags: vtags,
+		req := gallery.CreateRequest{Version: m.Version, Source: source, RecipeHash: m.RecipeHash, Tags: vtags,
 			ExcludeFromLatest: r.Gallery.ExcludeFromLatest, StorageAccountType: r.Gallery.StorageType}
 		for _, rg := range r.Gallery.Regions {
 			req.Regions = append(req.Regions, gallery.Region{Name: rg.Name, Replicas: rg.Replicas, StorageAccountType: rg.StorageType})
@@ -196,6 +214,17 @@ func bakeAzure(ctx context.Context, p *Pipeline, r *recipes.Recipe, opts AzureOp
 				}
 				return nil
 			})
+		}
+		last := ""
+		store.Progress = func(regions []gallery.RegionStatus) {
+			var parts []string
+			for _, rs := range regions {
+				parts = append(parts, fmt.Sprintf("%s %s %d%%", rs.Name, rs.State, rs.Progress))
+			}
+			if line := "replication: " + strings.Join(parts, ", "); line != last {
+				last = line
+				p.Note("publish", line)
+			}
 		}
 		attempts := opts.PublishAttempts
 		if attempts <= 0 {

@@ -280,3 +280,20 @@ func TestAzureVerifyBootsTheVersionAndCleansUp(t *testing.T) {
 		t.Errorf("%d VMs created, want the build's and the verify's", e.VMCount.Load())
 	}
 }
+
+func TestAzureManagedImageWhenAsked(t *testing.T) {
+	e := aztest.New(t, azmodel.Options{}, nil)
+	opts := options(t, e)
+	opts.ManagedImage = true
+	m, err := Azure(context.Background(), loadRunner(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs := e.Versions()
+	if len(vs) != 1 || !strings.Contains(strings.ToLower(vs[0].Source), "/providers/microsoft.compute/images/") || m.Resources["managedImage"] == "" {
+		t.Errorf("version source %+v, want the managed image", vs)
+	}
+	if left := e.BuildLeftovers(); len(left) > 0 {
+		t.Errorf("leftovers %v", left)
+	}
+}

@@ -21,6 +21,7 @@ type call struct {
 	stage      string
 	class      azmodel.Class
 	lro        bool
+	query      string
 }
 
 // stageTracker records which stage each request belongs to.
@@ -83,7 +84,7 @@ func cleanBakeCalls(t *testing.T) ([]call, []string) {
 		seen[r.Op]++
 		// A long-running operation answers 201/202 and is polled next.
 		lro := (r.Status == 201 || r.Status == 202) && i+1 < len(reqs) && reqs[i+1].Op == "Operations_Get"
-		calls = append(calls, call{op: r.Op, method: r.Method, nth: seen[r.Op], stage: tr.stageOf(i), class: r.Class, lro: lro})
+		calls = append(calls, call{op: r.Op, method: r.Method, nth: seen[r.Op], stage: tr.stageOf(i), class: r.Class, lro: lro, query: r.Query})
 	}
 	var stages []string
 	for _, s := range tr.stages {
@@ -95,6 +96,7 @@ func cleanBakeCalls(t *testing.T) ([]call, []string) {
 }
 
 type faultResult struct {
+	bestEffort   bool
 	name         string
 	err          error
 	leftovers    []string
@@ -136,6 +138,9 @@ func TestFaultMatrix(t *testing.T) {
 		rule := azmodel.Rule{Op: c.op, Method: c.method, Nth: c.nth, Status: 409, Code: "InjectedConflict", Message: "fault matrix"}
 		r := runFault(t, fmt.Sprintf("%s #%d (%s, stage %s) → 409", c.op, c.nth, c.method, c.stage), &rule, "")
 		r.cleanupPhase = c.stage == "cleanup"
+		// Replication progress is read with GETs while publishing; a failed
+		// read only costs a progress line.
+		r.bestEffort = c.op == "GalleryImageVersions_Get" && c.stage == "publish" && strings.Contains(strings.ToLower(c.query), "replicationstatus")
 		results = append(results, r)
 		if c.lro {
 			lro := azmodel.FailLRO(c.method, "", c.nth, "InjectedFailure", "fault matrix")
@@ -149,11 +154,18 @@ func TestFaultMatrix(t *testing.T) {
 		results = append(results, runFault(t, "SIGINT at stage "+s, nil, s))
 	}
 
-	injected, failedCleanly, leaked, cleanupFaults, cleanupRecovered := 0, 0, 0, 0, 0
+	injected, failedCleanly, leaked, cleanupFaults, cleanupRecovered, tolerated := 0, 0, 0, 0, 0, 0
 	for _, r := range results {
 		leaked += len(r.leftovers)
 		if len(r.leftovers) > 0 {
 			t.Errorf("%s: leaked %v", r.name, r.leftovers)
+		}
+		if r.bestEffort {
+			if r.err != nil || r.newVersions != 1 {
+				t.Errorf("%s: a failed progress read failed the bake: %v", r.name, r.err)
+			}
+			tolerated++
+			continue
 		}
 		if r.cleanupPhase {
 			cleanupFaults++
@@ -179,5 +191,6 @@ func TestFaultMatrix(t *testing.T) {
 	}
 	t.Logf("fault matrix: %d faults injected, %d bakes failed cleanly, %d resources leaked", injected, failedCleanly, leaked)
 	t.Logf("cleanup faults: %d injected, %d absorbed by retry, 0 left behind", cleanupFaults, cleanupRecovered)
+	t.Logf("progress-read faults: %d injected, %d bakes still published, 0 left behind", tolerated, tolerated)
 	fmt.Printf("fault matrix: %d faults injected, %d bakes failed cleanly, %d resources leaked\n", injected, failedCleanly, leaked)
 }

@@ -29,6 +29,7 @@ func azureFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "spot", Usage: "use a Spot VM for the build", EnvVars: envs("SPOT")},
 		&cli.StringFlag{Name: "identity", Usage: "user-assigned identity resource ID for the build VM", EnvVars: envs("IDENTITY")},
 		&cli.BoolFlag{Name: "create-definition", Usage: "create the gallery image definition when it is missing", EnvVars: envs("CREATE_DEFINITION")},
+		&cli.BoolFlag{Name: "managed-image", Usage: "capture a managed image first and publish the version from it", EnvVars: envs("MANAGED_IMAGE")},
 		&cli.BoolFlag{Name: "no-wait", Usage: "do not wait for the version's replication", EnvVars: envs("NO_WAIT")},
 		&cli.DurationFlag{Name: "poll-interval", Value: 5 * time.Second, Usage: "long-running operation polling when Azure sends no Retry-After", EnvVars: envs("POLL_INTERVAL")},
 		&cli.DurationFlag{Name: "max-throttle-wait", Value: 20 * time.Minute, Usage: "longest single wait on a throttled (429) call", EnvVars: envs("MAX_THROTTLE_WAIT")},
@@ -88,7 +89,7 @@ func azureOptions(c *cli.Context, r *recipes.Recipe) (bake.AzureOptions, io.Writ
 		Clients: clients, Location: c.String("location"), BuildResourceGroup: c.String("build-resource-group"),
 		SubnetID: c.String("subnet-id"), SSHSources: c.StringSlice("ssh-source"), SSHPort: c.Int("ssh-port"),
 		VMSize: c.String("vm-size"), Spot: c.Bool("spot"), Identity: c.String("identity"),
-		CreateDefinition: c.Bool("create-definition"), NoWait: c.Bool("no-wait"), KeepOnFail: c.Bool("keep-on-failure"),
+		CreateDefinition: c.Bool("create-definition"), NoWait: c.Bool("no-wait"), ManagedImage: c.Bool("managed-image"), KeepOnFail: c.Bool("keep-on-failure"),
 		Abort: abortChan(c), LogDir: logDir(c, r.Name, c.Command.Name), Logger: logger(c), Sink: bake.NewTextSink(textOut, isTerminal(textOut)),
 		GitCommit: gitCommit(r.Source), Timeouts: stageTimeouts(r), CleanupTime: c.Duration("cleanup-timeout"),
 	}

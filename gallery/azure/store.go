@@ -33,6 +33,9 @@ type Store struct {
 	// accepted it, before waiting: a bake registers the cleanup of a
 	// half-created version there.
 	OnAccepted func(version string)
+	// Progress, when set, hears each region's replication state while
+	// Create waits.
+	Progress func(regions []gallery.RegionStatus)
 }
 
 // New returns the store for gallery in resourceGroup.
@@ -155,7 +158,7 @@ func (s *Store) Create(ctx context.Context, image string, req gallery.CreateRequ
 		// own region: until it exists the source VM must not be deleted.
 		return s.waitHomeRegion(ctx, image, req.Version)
 	}
-	res, err := az.Poll(ctx, s.c, what, poller)
+	res, err := s.wait(ctx, image, req.Version, what, poller)
 	if err != nil {
 		// A failed create leaves a Failed version that would block the
 		// name and confuse "latest": remove it.
@@ -167,6 +170,31 @@ func (s *Store) Create(ctx context.Context, image string, req gallery.CreateRequ
 		return gallery.ImageVersion{}, err
 	}
 	return convert(&res.GalleryImageVersion), nil
+}
+
+// wait polls the create to its end, reporting replication progress.
+func (s *Store) wait(ctx context.Context, image, version, what string, poller *runtime.Poller[armcompute.GalleryImageVersionsClientCreateOrUpdateResponse]) (armcompute.GalleryImageVersionsClientCreateOrUpdateResponse, error) {
+	if s.Progress == nil {
+		return az.Poll(ctx, s.c, what, poller)
+	}
+	for !poller.Done() {
+		if err := s.c.Do(ctx, what+" (poll)", func(ctx context.Context) error {
+			_, err := poller.Poll(ctx)
+			return err
+		}); err != nil {
+			return armcompute.GalleryImageVersionsClientCreateOrUpdateResponse{}, err
+		}
+		if poller.Done() {
+			break
+		}
+		if v, err := s.Get(ctx, image, version); err == nil {
+			s.Progress(v.Regions)
+		}
+		if err := s.c.Sleep(ctx); err != nil {
+			return armcompute.GalleryImageVersionsClientCreateOrUpdateResponse{}, err
+		}
+	}
+	return az.Poll(ctx, s.c, what, poller)
 }
 
 // waitHomeRegion polls the version until its replica in the gallery's

@@ -369,3 +369,37 @@ func deref(s *string) string {
 	}
 	return *s
 }
+
+// CreateManagedImage captures a generalized VM into a managed image (for
+// gallery versions that must come from one, or for consumers of images).
+func (c *Clients) CreateManagedImage(ctx context.Context, rg, name, location, vmID, hyperVGen string, tags map[string]string) (string, error) {
+	img := armcompute.Image{Location: to.Ptr(location), Tags: ptrMap(tags), Properties: &armcompute.ImageProperties{
+		SourceVirtualMachine: &armcompute.SubResource{ID: to.Ptr(vmID)},
+		HyperVGeneration:     to.Ptr(armcompute.HyperVGenerationTypes(hyperVGen)),
+	}}
+	var res armcompute.ImagesClientCreateOrUpdateResponse
+	err := c.Do(ctx, "managed image "+name, func(ctx context.Context) error {
+		p, err := c.ManagedImages.BeginCreateOrUpdate(ctx, rg, name, img, nil)
+		if err != nil {
+			return err
+		}
+		res, err = Poll(ctx, c, "managed image "+name, p)
+		return err
+	})
+	return deref(res.ID), err
+}
+
+// DeleteManagedImage removes a managed image; one already gone is fine.
+func (c *Clients) DeleteManagedImage(ctx context.Context, rg, name string) error {
+	p, err := beginOrGone(ctx, c, "delete managed image "+name, func(ctx context.Context) (*runtime.Poller[armcompute.ImagesClientDeleteResponse], error) {
+		return c.ManagedImages.BeginDelete(ctx, rg, name, nil)
+	})
+	if err != nil || p == nil {
+		return err
+	}
+	_, err = Poll(ctx, c, "delete managed image "+name, p)
+	if IsNotFound(err) {
+		return nil
+	}
+	return err
+}
