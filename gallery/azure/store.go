@@ -177,7 +177,10 @@ func (s *Store) wait(ctx context.Context, image, version, what string, poller *r
 	if s.Progress == nil {
 		return az.Poll(ctx, s.c, what, poller)
 	}
-	for !poller.Done() {
+	// A progress read every sixth poll (30 s at the default interval)
+	// keeps the reads per bake near what polling alone costs.
+	const progressEvery = 6
+	for polls := 0; !poller.Done(); polls++ {
 		if err := s.c.Do(ctx, what+" (poll)", func(ctx context.Context) error {
 			_, err := poller.Poll(ctx)
 			return err
@@ -187,8 +190,10 @@ func (s *Store) wait(ctx context.Context, image, version, what string, poller *r
 		if poller.Done() {
 			break
 		}
-		if v, err := s.Get(ctx, image, version); err == nil {
-			s.Progress(v.Regions)
+		if polls%progressEvery == 0 {
+			if v, err := s.Get(ctx, image, version); err == nil {
+				s.Progress(v.Regions)
+			}
 		}
 		if err := s.c.Sleep(ctx); err != nil {
 			return armcompute.GalleryImageVersionsClientCreateOrUpdateResponse{}, err
