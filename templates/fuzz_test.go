@@ -98,7 +98,6 @@ func FuzzRender(f *testing.F) {
 	})
 }
 
-
 // sanitize maps fuzzed strings into what validation accepts, changing as
 // little as it can so that odd but valid characters still get through.
 func sanitize(in fuzzInput) fuzzInput {
