@@ -6,7 +6,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // The local target for real: QEMU boots the cached Debian base, real
@@ -179,4 +181,38 @@ gallery: {image: bad-package, version: "1.0"}
 		t.Errorf("cloud-init's logs were not copied: %v", err)
 	}
 	noLeftovers(t, tmp)
+}
+
+func TestE2ELocalCtrlCCleansUp(t *testing.T) {
+	cache := needQEMU(t)
+	gal, tmp := t.TempDir(), t.TempDir()
+	cmd := exec.Command(binary, "bake", "recipes/local-demo.yaml", "--gallery-dir", gal, "--cache-dir", cache)
+	cmd.Env = append(cleanEnv(), "TMPDIR="+tmp)
+	cmd.Dir = "../.."
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for len(qemuProcesses(t, tmp)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(qemuProcesses(t, tmp)) == 0 {
+		cmd.Process.Kill()
+		t.Fatalf("no build VM started:\n%s", out.String())
+	}
+	time.Sleep(3 * time.Second)
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Errorf("exit %v, want 1\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "interrupted") || !strings.Contains(out.String(), "cleanup: removed build VM") {
+		t.Errorf("output:\n%s", out.String())
+	}
+	noLeftovers(t, tmp)
+	if entries, _ := os.ReadDir(filepath.Join(gal, "local-demo")); len(entries) > 0 {
+		t.Errorf("a version was published: %v", entries)
+	}
 }
