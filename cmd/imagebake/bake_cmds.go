@@ -66,17 +66,14 @@ func logDir(c *cli.Context, recipe, kind string) string {
 	return filepath.Join(c.String("cache-dir"), "logs", fmt.Sprintf("%s-%s-%s", recipe, kind, time.Now().UTC().Format("20060102T150405Z")))
 }
 
-// defaultTimeouts bound every stage that waits on a machine, so a hung VM
-// fails the bake (and is cleaned up) instead of blocking a nightly job.
-var defaultTimeouts = map[string]time.Duration{
-	"boot": 10 * time.Minute, "ssh": 15 * time.Minute, "cloud-init": 45 * time.Minute, "checks": 20 * time.Minute,
-	"deprovision": 10 * time.Minute, "capture": 30 * time.Minute, "publish": 30 * time.Minute, "generalized": 5 * time.Minute,
-}
-
+// stageTimeouts bound every stage that waits on a machine, so a hung VM
+// fails the bake (and is cleaned up) instead of blocking a nightly job; the
+// recipe's build.timeouts override them. Publishing has no default bound:
+// Azure replication has been seen to take hours.
 func stageTimeouts(r *recipes.Recipe) map[string]time.Duration {
-	out := map[string]time.Duration{}
-	for k, v := range defaultTimeouts {
-		out[k] = v
+	out := map[string]time.Duration{
+		"boot": 10 * time.Minute, "ssh": 15 * time.Minute, "cloud-init": 45 * time.Minute, "checks": 20 * time.Minute,
+		"deprovision": 10 * time.Minute, "capture": 30 * time.Minute, "generalized": 5 * time.Minute,
 	}
 	for stage, s := range r.Build.Timeouts {
 		if d, err := recipes.ParseDuration(s); err == nil {
