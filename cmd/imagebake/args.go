@@ -22,7 +22,9 @@ func interspersed(app *cli.App, args []string) []string {
 		a := args[i]
 		if strings.HasPrefix(a, "-") {
 			out = append(out, a)
-			if takesValue(app.Flags, a) && !strings.Contains(a, "=") && i+1 < len(args) {
+			// A flag between command names belongs to the global options
+			// or to the command named so far.
+			if takesValue(append(append([]cli.Flag(nil), app.Flags...), flags...), a) && !strings.Contains(a, "=") && i+1 < len(args) {
 				out = append(out, args[i+1])
 				i++
 			}

@@ -14,6 +14,8 @@ func TestInterspersed(t *testing.T) {
 		{[]string{"ib", "validate", "a.yaml", "-o", "json", "b.yaml"}, []string{"ib", "validate", "-o", "json", "a.yaml", "b.yaml"}},
 		{[]string{"ib", "base", "pull", "focal", "--base-url", "http://x/"}, []string{"ib", "base", "pull", "--base-url", "http://x/", "focal"}},
 		{[]string{"ib", "bake", "--", "-weird.yaml"}, []string{"ib", "bake", "--", "-weird.yaml"}},
+		{[]string{"ib", "base", "pull", "--base-url", "http://x/", "focal"}, []string{"ib", "base", "pull", "--base-url", "http://x/", "focal"}},
+		{[]string{"ib", "bump", "runner", "--api-url", "http://x", "r.yaml", "--latest"}, []string{"ib", "bump", "runner", "--api-url", "http://x", "--latest", "r.yaml"}},
 	}
 	for _, tt := range tests {
 		if got := interspersed(app, tt.in); !reflect.DeepEqual(got, tt.want) {
