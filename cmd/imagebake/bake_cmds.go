@@ -94,7 +94,7 @@ func bakeCommand() *cli.Command {
 			"Exit codes: 0 baked, 1 bake failed, 2 bad usage or recipe.",
 		Flags: append(append(localFlags(),
 			&cli.StringFlag{Name: "version", Usage: "publish exactly this X.Y.Z instead of the next patch", EnvVars: envs("VERSION")},
-		), azureFlags()...),
+		), append(azureFlags(), ifChangedFlags()...)...),
 		Action: func(c *cli.Context) error {
 			if err := checkOutput(c); err != nil {
 				return err
@@ -107,6 +107,9 @@ func bakeCommand() *cli.Command {
 				if _, err := gallery.ParseVersion(v); err != nil {
 					return usageErr("--version %q: %v", v, err)
 				}
+			}
+			if skip, err := skipUnchanged(c, r); err != nil || skip {
+				return err
 			}
 			switch c.String("target") {
 			case "local":

@@ -30,9 +30,6 @@ func runBump(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errw bytes.Buffer
 	app := newApp(&out, &errw)
-	if findCommand(app.Commands, "bump") == nil {
-		app.Commands = append(app.Commands, bumpCommand())
-	}
 	app.Metadata = map[string]any{"abort": (<-chan struct{})(make(chan struct{}))}
 	err := app.RunContext(context.Background(), interspersed(app, append([]string{"imagebake", "--log-level", "debug"}, args...)))
 	var ec cli.ExitCoder

@@ -101,6 +101,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			rollbackCommand(),
 			pruneCommand(),
 			bumpCommand(),
+			gcCommand(),
 			versionCommand(),
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
