@@ -42,31 +42,31 @@ const (
 // ImageVersion is one version of a gallery image as a Store reports it.
 type ImageVersion struct {
 	// Name is the MAJOR.MINOR.PATCH version name.
-	Name string
+	Name string `json:"name"`
 	// ID identifies the version in its store: the Azure resource ID, or the
 	// version's directory in a local gallery.
-	ID string
+	ID string `json:"id"`
 	// ProvisioningState is one of the State* constants. Only Succeeded
 	// versions are usable.
-	ProvisioningState string
+	ProvisioningState string `json:"provisioningState"`
 	// PublishedAt is when the version was created.
-	PublishedAt time.Time
+	PublishedAt time.Time `json:"publishedAt"`
 	// ExcludeFromLatest keeps the version from being resolved as "latest".
-	ExcludeFromLatest bool
+	ExcludeFromLatest bool `json:"excludeFromLatest"`
 	// EndOfLife is informational, as in Azure: it does not change "latest".
-	EndOfLife *time.Time
+	EndOfLife *time.Time `json:"endOfLife,omitempty"`
 	// Regions is the replication status per target region.
-	Regions []RegionStatus
-	Tags    map[string]string
+	Regions []RegionStatus    `json:"regions"`
+	Tags    map[string]string `json:"tags,omitempty"`
 	// RecipeHash is the content hash of the recipe the image was baked from.
-	RecipeHash string
+	RecipeHash string `json:"recipeHash,omitempty"`
 	// Path says where the image's bits are: the disk file of a local
 	// version, or the source resource ID an Azure version was captured from.
-	Path string
+	Path string `json:"path,omitempty"`
 	// SizeBytes and SHA256 describe the disk file; Azure stores leave SHA256
 	// empty and may leave SizeBytes zero.
-	SizeBytes int64
-	SHA256    string
+	SizeBytes int64  `json:"sizeBytes,omitempty"`
+	SHA256    string `json:"sha256,omitempty"`
 }
 
 // Version parses the version's name.
@@ -74,12 +74,12 @@ func (iv ImageVersion) Version() (Version, error) { return ParseVersion(iv.Name)
 
 // RegionStatus is the replication state of a version in one region.
 type RegionStatus struct {
-	Name     string
-	Replicas int
+	Name     string `json:"name"`
+	Replicas int    `json:"replicas"`
 	// State is one of the Replication* constants.
-	State string
+	State string `json:"state"`
 	// Progress is the replication progress in percent.
-	Progress int
+	Progress int `json:"progress"`
 }
 
 // Region is a replication target.

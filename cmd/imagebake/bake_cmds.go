@@ -360,10 +360,7 @@ func versionsCommand() *cli.Command {
 			Name:      "list",
 			Usage:     "list an image's versions, marking the one \"latest\" resolves to",
 			ArgsUsage: "IMAGE",
-			Flags: []cli.Flag{
-				&cli.StringFlag{Name: "gallery-dir", Usage: "the local gallery folder", EnvVars: envs("GALLERY_DIR")},
-				outputFlag(),
-			},
+			Flags:     releaseFlags(),
 			Action: func(c *cli.Context) error {
 				if err := checkOutput(c); err != nil {
 					return err
@@ -371,7 +368,7 @@ func versionsCommand() *cli.Command {
 				if c.NArg() != 1 {
 					return usageErr("versions list needs IMAGE")
 				}
-				store, err := localStore(c)
+				store, err := storeFor(c, c.Args().First())
 				if err != nil {
 					return err
 				}
@@ -394,7 +391,7 @@ func versionsCommand() *cli.Command {
 					return enc.Encode(rows)
 				}
 				tw := tabwriter.NewWriter(c.App.Writer, 0, 2, 2, ' ', 0)
-				fmt.Fprintln(tw, "VERSION\tLATEST\tSTATE\tPUBLISHED\tEXCLUDED\tEND OF LIFE\tRECIPE HASH\tRUNNER\tBASE\tSIZE")
+				fmt.Fprintln(tw, "VERSION\tLATEST\tSTATE\tPUBLISHED\tEXCLUDED\tEND OF LIFE\tREGIONS\tRECIPE HASH\tRUNNER\tBASE\tSIZE")
 				for _, v := range all {
 					mark := ""
 					if v.Name == latest.Name {
@@ -404,8 +401,12 @@ func versionsCommand() *cli.Command {
 					if v.EndOfLife != nil {
 						eol = v.EndOfLife.Format("2006-01-02")
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%.12s\t%s\t%s\t%d MiB\n", v.Name, mark, v.ProvisioningState,
-						v.PublishedAt.Format(time.RFC3339), v.ExcludeFromLatest, eol, v.RecipeHash, dash(v.Tags[bake.TagRunner]), dash(v.Tags[bake.TagBaseVersion]), v.SizeBytes>>20)
+					var regions []string
+					for _, r := range v.Regions {
+						regions = append(regions, fmt.Sprintf("%s×%d:%s", r.Name, r.Replicas, dash(r.State)))
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%s\t%.12s\t%s\t%s\t%d MiB\n", v.Name, mark, v.ProvisioningState,
+						v.PublishedAt.Format(time.RFC3339), v.ExcludeFromLatest, eol, strings.Join(regions, ","), v.RecipeHash, dash(v.Tags[bake.TagRunner]), dash(v.Tags[bake.TagBaseVersion]), v.SizeBytes>>20)
 				}
 				return tw.Flush()
 			},

@@ -130,7 +130,25 @@ func TestE2EAzureBakeWithRealBinary(t *testing.T) {
 	if left := e.BuildLeftovers(); len(left) > 0 {
 		t.Errorf("verify left %v", left)
 	}
+	// Release engineering on the same gallery through the real binary.
+	az := []string{"--target", "azure", "--recipe", "recipes/github-runner-focal.yaml", "--resource-manager-endpoint", e.Server.URL(), "--poll-interval", "10ms"}
+	list := runBinary(t, env, append([]string{"versions", "list", "github-runner-focal"}, az...)...)
+	if list.code != 0 || !strings.Contains(list.stdout, "1.0.1    *") || !strings.Contains(list.stdout, "eastus×1") {
+		t.Errorf("versions list --target azure: exit %d\n%s%s", list.code, list.stdout, list.stderr)
+	}
+	for i := 0; i < 2; i++ {
+		rb := runBinary(t, env, append([]string{"rollback", "github-runner-focal", "--to", "1.0.0"}, az...)...)
+		if rb.code != 0 || !strings.Contains(rb.stdout, "latest resolves to 1.0.0") {
+			t.Errorf("rollback #%d: exit %d\n%s%s", i, rb.code, rb.stdout, rb.stderr)
+		}
+		if i == 1 && !strings.Contains(rb.stdout, "nothing to change") {
+			t.Errorf("a second rollback changed something:\n%s", rb.stdout)
+		}
+	}
 	vs := e.Versions()
+	if len(vs) != 2 || !vs[1].ExcludeFromLatest {
+		t.Errorf("after rollback: %+v", vs)
+	}
 	if len(vs) != 2 || vs[1].Tags[gallery.TagRecipe] != "github-runner-focal" || vs[1].Tags[gallery.TagImagebake] == "" {
 		t.Errorf("versions: %+v", vs)
 	}
