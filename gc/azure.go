@@ -49,14 +49,32 @@ func Azure(ctx context.Context, c *az.Clients, opts Options) ([]Item, error) {
 			}
 		}
 	}
+	loose, err := azureLooseResources(ctx, c, items, opts.TTL, now)
+	if err != nil {
+		return items, err
+	}
 	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
+	items = append(items, loose...)
 	if !opts.Delete {
 		return items, nil
+	}
+	// Resources a build made in an existing group go first, in dependency
+	// order (VM before its network), one at a time.
+	for i := range items {
+		it := &items[i]
+		if it.Kind == "resource-group" || it.Action != ActionDelete {
+			continue
+		}
+		if err := deleteLoose(ctx, c, it); err != nil {
+			it.Error = err.Error()
+			continue
+		}
+		it.Done = true
 	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, azureParallel)
 	for i := range items {
-		if items[i].Action != ActionDelete {
+		if items[i].Kind != "resource-group" || items[i].Action != ActionDelete {
 			continue
 		}
 		wg.Add(1)
@@ -117,4 +135,102 @@ func dashIfEmpty(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// looseOrder is the order resources of one build are deleted in: what uses
+// a thing goes before it.
+var looseOrder = map[string]int{
+	"microsoft.compute/virtualmachines":       0,
+	"microsoft.compute/images":                1,
+	"microsoft.network/virtualnetworks":       2,
+	"microsoft.network/networksecuritygroups": 3,
+}
+
+// azureLooseResources finds resources tagged by a build outside the tagged
+// groups listed: what a bake made in an existing --build-resource-group.
+func azureLooseResources(ctx context.Context, c *az.Clients, groups []Item, ttl time.Duration, now time.Time) ([]Item, error) {
+	inGroup := map[string]bool{}
+	for _, g := range groups {
+		inGroup[strings.ToLower(g.Name)] = true
+	}
+	filter := "tagName eq '" + TagBuildID + "'"
+	pager := c.Resources.NewListPager(&armresources.ClientListOptions{Filter: to.Ptr(filter)})
+	var items []Item
+	for pager.More() {
+		var page armresources.ClientListResponse
+		if err := c.Do(ctx, "list resources tagged "+TagBuildID, func(ctx context.Context) error {
+			var err error
+			page, err = pager.NextPage(ctx)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		for _, r := range page.Value {
+			if r == nil || r.ID == nil || r.Type == nil {
+				continue
+			}
+			rg := resourceGroupOf(*r.ID)
+			if inGroup[strings.ToLower(rg)] {
+				continue // the group goes whole
+			}
+			tags := map[string]string{}
+			for k, v := range r.Tags {
+				if v != nil {
+					tags[strings.ToLower(k)] = *v
+				}
+			}
+			if _, ok := tags[TagBuildID]; !ok {
+				continue
+			}
+			it := Item{Kind: strings.ToLower(*r.Type), Name: *r.ID, Action: ActionKeep}
+			created, err := time.Parse(time.RFC3339, tags[TagCreated])
+			_, known := looseOrder[it.Kind]
+			switch {
+			case err != nil:
+				it.Reason = "no readable " + TagCreated + " tag; delete it by hand if it is debris"
+			case now.Sub(created) <= ttl:
+				it.Created, it.Age = created, age(now.Sub(created))
+				it.Reason = fmt.Sprintf("build %s is younger than the TTL of %s", tags[TagBuildID], ttl)
+			case !known:
+				it.Created, it.Age = created, age(now.Sub(created))
+				it.Reason = "a build's " + *r.Type + " that imagebake does not delete by itself (it goes with its VM); delete it by hand if it remains"
+			default:
+				it.Created, it.Age = created, age(now.Sub(created))
+				it.Action = ActionDelete
+				it.Reason = fmt.Sprintf("build %s made it in group %s %s ago, more than the TTL of %s", tags[TagBuildID], rg, it.Age, ttl)
+			}
+			items = append(items, it)
+		}
+	}
+	sort.SliceStable(items, func(i, j int) bool { return looseOrder[items[i].Kind] < looseOrder[items[j].Kind] })
+	return items, nil
+}
+
+func resourceGroupOf(id string) string {
+	parts := strings.Split(id, "/")
+	for i := 0; i+1 < len(parts); i++ {
+		if strings.EqualFold(parts[i], "resourceGroups") {
+			return parts[i+1]
+		}
+	}
+	return ""
+}
+
+func lastSegment(id string) string {
+	return id[strings.LastIndex(id, "/")+1:]
+}
+
+func deleteLoose(ctx context.Context, c *az.Clients, it *Item) error {
+	rg, name := resourceGroupOf(it.Name), lastSegment(it.Name)
+	switch it.Kind {
+	case "microsoft.compute/virtualmachines":
+		return c.DeleteVM(ctx, rg, name)
+	case "microsoft.compute/images":
+		return c.DeleteManagedImage(ctx, rg, name)
+	case "microsoft.network/virtualnetworks":
+		return c.DeleteVNet(ctx, rg, name)
+	case "microsoft.network/networksecuritygroups":
+		return c.DeleteNSG(ctx, rg, name)
+	}
+	return fmt.Errorf("%s: no delete for type %s", it.Name, it.Kind)
 }

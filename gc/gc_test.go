@@ -239,3 +239,60 @@ func TestStartTime(t *testing.T) {
 		t.Errorf("startTime = %s, want boot+2.5s", got)
 	}
 }
+
+// A bake killed in an existing --build-resource-group leaves tagged
+// resources in a group gc must not delete: it removes them one by one, VM
+// first, and leaves the group and its other resources alone.
+func TestGCAzureLooseResourcesInExistingGroup(t *testing.T) {
+	e := aztest.New(t, azmodel.Options{}, nil)
+	c := e.Clients(t)
+	ctx := context.Background()
+	if err := c.CreateResourceGroup(ctx, "shared-builds", "eastus", nil); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().UTC().Add(-30 * time.Hour).Format(time.RFC3339)
+	tags := map[string]string{TagBuildID: "kill1", TagRecipe: "demo", TagCreated: old}
+	n, err := c.CreateNetwork(ctx, "shared-builds", "eastus", "ib-kill1", []string{"*"}, tags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateNetwork(ctx, "shared-builds", "eastus", "someone-else", []string{"10.0.0.0/8"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.CreateVM(ctx, azVMSpec(t, n.SubnetID, tags)); err != nil {
+		t.Fatal(err)
+	}
+	items, err := Azure(ctx, c, Options{TTL: 6 * time.Hour, Delete: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deleted []string
+	for _, it := range items {
+		if it.Action == ActionDelete {
+			if !it.Done {
+				t.Errorf("%s not deleted: %s", it.Name, it.Error)
+			}
+			deleted = append(deleted, it.Kind)
+		}
+	}
+	want := []string{"microsoft.compute/virtualmachines", "microsoft.network/virtualnetworks", "microsoft.network/networksecuritygroups"}
+	if !slices.Equal(deleted, want) {
+		t.Errorf("deleted %v, want %v (VM first)", deleted, want)
+	}
+	var left []string
+	for _, r := range e.Model.Resources() {
+		if strings.EqualFold(r.ResourceGroup, "shared-builds") {
+			left = append(left, r.Name)
+		}
+	}
+	for _, keep := range []string{"shared-builds", "someone-else-vnet", "someone-else-nsg"} {
+		if !slices.Contains(left, keep) {
+			t.Errorf("%s was removed; left %v", keep, left)
+		}
+	}
+	for _, gone := range []string{"ib-kill1-vnet", "ib-kill1-nsg", "ib-kill1-vm"} {
+		if slices.Contains(left, gone) {
+			t.Errorf("%s is still there", gone)
+		}
+	}
+}

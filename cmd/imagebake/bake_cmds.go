@@ -376,6 +376,16 @@ func versionsCommand() *cli.Command {
 				if err != nil && !errors.Is(err, gallery.ErrNotFound) {
 					return cli.Exit("imagebake: "+err.Error(), exitFailed)
 				}
+				// Azure's list has no replication state; each version's
+				// Get (with $expand=ReplicationStatus) has.
+				for i, v := range all {
+					if len(v.Regions) > 0 && v.Regions[0].State != gallery.ReplicationUnknown {
+						continue
+					}
+					if full, err := store.Get(c.Context, c.Args().First(), v.Name); err == nil {
+						all[i].Regions = full.Regions
+					}
+				}
 				latest, _ := gallery.Latest(all)
 				if c.String("output") == "json" {
 					type row struct {

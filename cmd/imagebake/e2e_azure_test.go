@@ -133,7 +133,7 @@ func TestE2EAzureBakeWithRealBinary(t *testing.T) {
 	// Release engineering on the same gallery through the real binary.
 	az := []string{"--target", "azure", "--recipe", "recipes/github-runner-focal.yaml", "--resource-manager-endpoint", e.Server.URL(), "--poll-interval", "10ms"}
 	list := runBinary(t, env, append([]string{"versions", "list", "github-runner-focal"}, az...)...)
-	if list.code != 0 || !strings.Contains(list.stdout, "1.0.1    *") || !strings.Contains(list.stdout, "eastus×1") {
+	if list.code != 0 || !strings.Contains(list.stdout, "1.0.1    *") || !strings.Contains(list.stdout, "eastus×1:Completed") {
 		t.Errorf("versions list --target azure: exit %d\n%s%s", list.code, list.stdout, list.stderr)
 	}
 	for i := 0; i < 2; i++ {

@@ -187,26 +187,38 @@ func (c *Clients) CreateNetwork(ctx context.Context, rg, location, prefix string
 // DeleteNetwork removes what CreateNetwork made (in an existing resource
 // group; a temporary group is deleted whole instead).
 func (c *Clients) DeleteNetwork(ctx context.Context, rg, prefix string) error {
-	if p, err := beginOrGone(ctx, c, "delete virtual network", func(ctx context.Context) (*pollerVNet, error) {
-		return c.VNets.BeginDelete(ctx, rg, prefix+"-vnet", nil)
-	}); err != nil {
+	if err := c.DeleteVNet(ctx, rg, prefix+"-vnet"); err != nil {
 		return err
-	} else if p != nil {
-		if _, err := Poll(ctx, c, "delete virtual network", p); err != nil && !IsNotFound(err) {
-			return err
-		}
 	}
-	p, err := beginOrGone(ctx, c, "delete network security group", func(ctx context.Context) (*pollerNSG, error) {
-		return c.NSGs.BeginDelete(ctx, rg, prefix+"-nsg", nil)
+	return c.DeleteNSG(ctx, rg, prefix+"-nsg")
+}
+
+// DeleteVNet deletes a virtual network; one already gone is fine.
+func (c *Clients) DeleteVNet(ctx context.Context, rg, name string) error {
+	p, err := beginOrGone(ctx, c, "delete virtual network "+name, func(ctx context.Context) (*pollerVNet, error) {
+		return c.VNets.BeginDelete(ctx, rg, name, nil)
 	})
 	if err != nil || p == nil {
 		return err
 	}
-	_, err = Poll(ctx, c, "delete network security group", p)
-	if IsNotFound(err) {
-		return nil
+	if _, err := Poll(ctx, c, "delete virtual network "+name, p); err != nil && !IsNotFound(err) {
+		return err
 	}
-	return err
+	return nil
+}
+
+// DeleteNSG deletes a network security group; one already gone is fine.
+func (c *Clients) DeleteNSG(ctx context.Context, rg, name string) error {
+	p, err := beginOrGone(ctx, c, "delete network security group "+name, func(ctx context.Context) (*pollerNSG, error) {
+		return c.NSGs.BeginDelete(ctx, rg, name, nil)
+	})
+	if err != nil || p == nil {
+		return err
+	}
+	if _, err := Poll(ctx, c, "delete network security group "+name, p); err != nil && !IsNotFound(err) {
+		return err
+	}
+	return nil
 }
 
 // VMSpec describes the build VM.
