@@ -111,10 +111,7 @@ func bakeAzure(ctx context.Context, p *Pipeline, r *recipes.Recipe, set Settings
 			opts, NewBuildID(), time.Now().UTC().Format(time.RFC3339)),
 		store: store, accepted: map[string]CleanupID{},
 		alloc: &gallery.Allocator{Store: store, Image: r.Gallery.Image, Line: r.Gallery.Version, Pinned: opts.Version,
-			Attempts: opts.PublishAttempts, Log: log,
-			Taken: func(taken, next string) {
-				p.Note(contract.StagePublish, fmt.Sprintf("%s %s was taken by another bake; trying %s", r.Gallery.Image, taken, next))
-			}},
+			Attempts: opts.PublishAttempts, Log: log, Taken: takenNote(p, r.Gallery.Image)},
 	}
 	b.customData = func(hostPriv, hostLine string) (string, error) {
 		doc, err := templates.Render(r, templates.Options{HostKeyPrivate: hostPriv, HostKeyPublic: hostLine})
@@ -189,8 +186,9 @@ func (b *azureBake) versionSource() string {
 	return b.vmID
 }
 
-func (b *azureBake) publish(ctx context.Context) error {
-	r, image := b.r, b.r.Gallery.Image
+// versionRequest describes the version to create from the recipe.
+func (b *azureBake) versionRequest() (gallery.CreateRequest, error) {
+	r := b.r
 	req := gallery.CreateRequest{Source: b.versionSource(), RecipeHash: b.m.RecipeHash, Tags: versionTags(r, b.m, b.buildID),
 		ExcludeFromLatest: r.Gallery.ExcludeFromLatest, StorageAccountType: r.Gallery.StorageType}
 	for _, rg := range r.Gallery.Regions {
@@ -200,11 +198,15 @@ func (b *azureBake) publish(ctx context.Context) error {
 		req.Regions = []gallery.Region{{Name: b.set.Location, Replicas: 1}}
 	}
 	eol, err := endOfLife(r)
-	if err != nil {
-		return err
-	}
 	req.EndOfLife = eol
-	// Until it has succeeded, a version is the build's to remove.
+	return req, err
+}
+
+// watchStore hooks the store's Create: a version Azure accepted is the
+// build's to remove until it has succeeded, and replication progress is
+// shown as it changes.
+func (b *azureBake) watchStore() {
+	image := b.r.Gallery.Image
 	b.store.OnAccepted = func(v string) {
 		b.accepted[v] = b.p.OnCleanup("gallery version "+v, func(ctx context.Context) error {
 			if err := b.store.Delete(ctx, image, v); err != nil && !errors.Is(err, gallery.ErrNotFound) {
@@ -224,6 +226,14 @@ func (b *azureBake) publish(ctx context.Context) error {
 			b.p.Note(contract.StagePublish, line)
 		}
 	}
+}
+
+func (b *azureBake) publish(ctx context.Context) error {
+	req, err := b.versionRequest()
+	if err != nil {
+		return err
+	}
+	b.watchStore()
 	v, err := b.alloc.Publish(ctx, req)
 	if err != nil {
 		return err
@@ -234,8 +244,16 @@ func (b *azureBake) publish(ctx context.Context) error {
 	if b.opts.NoWait {
 		state = "accepted (not waiting for replication: --no-wait)"
 	}
-	b.p.Note(contract.StagePublish, fmt.Sprintf("%s %s %s: %s", image, v.Name, state, v.ID))
+	b.p.Note(contract.StagePublish, fmt.Sprintf("%s %s %s: %s", b.r.Gallery.Image, v.Name, state, v.ID))
 	return nil
+}
+
+// takenNote reports, under the publish stage, that a concurrent bake took
+// the version we were about to create.
+func takenNote(p *Pipeline, image string) func(taken, next string) {
+	return func(taken, next string) {
+		p.Note(contract.StagePublish, fmt.Sprintf("%s %s was taken by another bake; trying %s", image, taken, next))
+	}
 }
 
 func loggerOr(l *slog.Logger) *slog.Logger {

@@ -163,10 +163,8 @@ func Local(ctx context.Context, r *recipes.Recipe, opts LocalOptions) (*Manifest
 		b := &localBake{
 			qemuVM:  qemuVM{guest: guest{job: job{r: r, set: set, p: p, m: m, log: log, logDir: opts.LogDir}, phase: checks.Build}, opts: opts, user: BuildUser},
 			buildID: NewBuildID(),
-			alloc:   &gallery.Allocator{Store: opts.Store, Image: r.Gallery.Image, Line: r.Gallery.Version, Pinned: opts.Version, Log: log},
-		}
-		b.alloc.Taken = func(taken, next string) {
-			p.Note(contract.StagePublish, fmt.Sprintf("%s %s was taken by another bake; trying %s", r.Gallery.Image, taken, next))
+			alloc: &gallery.Allocator{Store: opts.Store, Image: r.Gallery.Image, Line: r.Gallery.Version, Pinned: opts.Version,
+				Log: log, Taken: takenNote(p, r.Gallery.Image)},
 		}
 		err = Run(ctx, p, b, localBakeStages, func(b *localBake, stage string) {
 			if as, ok := map[string]string{contract.StageSSH: contract.StageSSH, contract.StageCloudInit: contract.StageChecks,

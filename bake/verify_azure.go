@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/imagebake/imagebake/checks"
@@ -34,38 +35,40 @@ func VerifyAzure(ctx context.Context, r *recipes.Recipe, version string, opts Az
 	m := &Manifest{Recipe: r.Name, RecipeHash: r.Hash(), Target: "azure", Image: r.Gallery.Image, Imagebake: buildinfo.Get().Version,
 		Started: time.Now(), LogDir: opts.LogDir, Resources: map[string]string{}, Settings: &set}
 	p := NewPipeline(opts.Sink, set.timeouts())
-	err := func() error {
-		g := r.Gallery.Azure
-		if g == nil {
-			return &StageError{Stage: "config", Err: fmt.Errorf("recipe %s has no gallery.azure", r.Name)}
-		}
-		if set.Location == "" {
-			return &StageError{Stage: "config", Err: errors.New("no location: set build.location in the recipe or pass --location")}
-		}
-		if err := prepareLogDir(opts.LogDir); err != nil {
-			return err
-		}
-		b := &azureVerify{
-			azureVM: newAzureVM(guest{job: job{r: r, set: set, p: p, m: m, log: log, logDir: opts.LogDir}, phase: checks.Verify},
-				opts, NewBuildID(), time.Now().UTC().Format(time.RFC3339)),
-			store: galleryazure.New(opts.Clients, g.ResourceGroup, g.Gallery, set.Location), version: version,
-		}
-		// The image already holds the recipe: the custom data only pins
-		// the host key. cycle=delete makes the runner's lifecycle delete
-		// the VM if its unit ever runs a job.
-		b.vmTags = map[string]string{contract.TagCycle: contract.CycleDelete}
-		b.customData = func(hostPriv, hostLine string) (string, error) {
-			cc, err := templates.RenderAccess(templates.Options{HostKeyPrivate: hostPriv, HostKeyPublic: hostLine})
-			if err != nil {
-				return "", err
-			}
-			return templates.CustomData(&templates.Document{CloudConfig: cc})
-		}
-		return Run(ctx, p, b, azureVerifyStages, func(b *azureVerify, stage string) {
-			b.keepHint(stage, map[string]string{contract.StageVM: contract.StageVM, contract.StageSSH: contract.StageSSH})
-		})
-	}()
+	err := verifyAzure(ctx, p, r, set, version, opts, m, log)
 	return finish(p, m, err, UnwindOptions{Timeout: opts.CleanupTime, Keep: opts.KeepOnFail, Abort: opts.Abort, RetryDelay: opts.CleanupRetryDelay}, "verified")
+}
+
+func verifyAzure(ctx context.Context, p *Pipeline, r *recipes.Recipe, set Settings, version string, opts AzureOptions, m *Manifest, log *slog.Logger) error {
+	g := r.Gallery.Azure
+	if g == nil {
+		return &StageError{Stage: "config", Err: fmt.Errorf("recipe %s has no gallery.azure", r.Name)}
+	}
+	if set.Location == "" {
+		return &StageError{Stage: "config", Err: errors.New("no location: set build.location in the recipe or pass --location")}
+	}
+	if err := prepareLogDir(opts.LogDir); err != nil {
+		return err
+	}
+	b := &azureVerify{
+		azureVM: newAzureVM(guest{job: job{r: r, set: set, p: p, m: m, log: log, logDir: opts.LogDir}, phase: checks.Verify},
+			opts, NewBuildID(), time.Now().UTC().Format(time.RFC3339)),
+		store: galleryazure.New(opts.Clients, g.ResourceGroup, g.Gallery, set.Location), version: version,
+	}
+	// The image already holds the recipe: the custom data only pins
+	// the host key. cycle=delete makes the runner's lifecycle delete
+	// the VM if its unit ever runs a job.
+	b.vmTags = map[string]string{contract.TagCycle: contract.CycleDelete}
+	b.customData = func(hostPriv, hostLine string) (string, error) {
+		cc, err := templates.RenderAccess(templates.Options{HostKeyPrivate: hostPriv, HostKeyPublic: hostLine})
+		if err != nil {
+			return "", err
+		}
+		return templates.CustomData(&templates.Document{CloudConfig: cc})
+	}
+	return Run(ctx, p, b, azureVerifyStages, func(b *azureVerify, stage string) {
+		b.keepHint(stage, map[string]string{contract.StageVM: contract.StageVM, contract.StageSSH: contract.StageSSH})
+	})
 }
 
 func (b *azureVerify) resolveVersion(ctx context.Context) error {
