@@ -121,7 +121,7 @@ func bakeAzure(ctx context.Context, p *Pipeline, r *recipes.Recipe, set Settings
 		return templates.CustomData(doc)
 	}
 	return Run(ctx, p, b, azureBakeStages, func(b *azureBake, stage string) {
-		b.keepHint(stage, map[string]string{contract.StageVM: contract.StageVM, contract.StageSSH: contract.StageSSH,
+		b.hintKept(stage, map[string]string{contract.StageVM: contract.StageVM, contract.StageSSH: contract.StageSSH,
 			contract.StageCloudInit: contract.StageChecks, contract.StageChecks: contract.StageChecks})
 	})
 }

@@ -132,10 +132,10 @@ func (a *azureVM) dial(ctx context.Context) error {
 	return nil
 }
 
-// keepHint says how to reach the kept VM after a stage failed, with
+// hintKept says how to reach the kept VM after a stage failed, with
 // --keep-on-failure. hintStages maps a failed stage to the stage the hint
 // is shown under.
-func (a *azureVM) keepHint(failed string, hintStages map[string]string) {
+func (a *azureVM) hintKept(failed string, hintStages map[string]string) {
 	if !a.opts.KeepOnFail {
 		return
 	}

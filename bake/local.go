@@ -129,6 +129,15 @@ func (q *qemuVM) start(ctx context.Context, hostname, what string, userData []by
 	return err
 }
 
+// hintKept says how to reach the kept VM after a stage failed, with
+// --keep-on-failure. hintStages maps a failed stage to the stage the hint
+// is shown under.
+func (q *qemuVM) hintKept(failed string, hintStages map[string]string) {
+	if as, ok := hintStages[failed]; ok && q.opts.KeepOnFail {
+		q.p.Note(as, keepHint(q.machine))
+	}
+}
+
 func (q *qemuVM) dial(ctx context.Context) error {
 	s, err := dialWatching(ctx, q.machine, sshsession.Config{Addr: q.machine.SSHAddr(), User: q.user, Signer: q.signer, HostKey: q.hostPub, Logger: q.log})
 	if err != nil {
@@ -158,22 +167,24 @@ func Local(ctx context.Context, r *recipes.Recipe, opts LocalOptions) (*Manifest
 	m := &Manifest{Recipe: r.Name, RecipeHash: r.Hash(), Target: "local", Image: r.Gallery.Image,
 		Imagebake: buildinfo.Get().Version, Commit: opts.GitCommit, Started: time.Now(), LogDir: opts.LogDir, Resources: map[string]string{}, Settings: &set}
 	p := NewPipeline(opts.Sink, set.timeouts())
-	err := prepareLogDir(opts.LogDir)
-	if err == nil {
-		b := &localBake{
-			qemuVM:  qemuVM{guest: guest{job: job{r: r, set: set, p: p, m: m, log: log, logDir: opts.LogDir}, phase: checks.Build}, opts: opts, user: BuildUser},
-			buildID: NewBuildID(),
-			alloc: &gallery.Allocator{Store: opts.Store, Image: r.Gallery.Image, Line: r.Gallery.Version, Pinned: opts.Version,
-				Log: log, Taken: takenNote(p, r.Gallery.Image)},
-		}
-		err = Run(ctx, p, b, localBakeStages, func(b *localBake, stage string) {
-			if as, ok := map[string]string{contract.StageSSH: contract.StageSSH, contract.StageCloudInit: contract.StageChecks,
-				contract.StageChecks: contract.StageChecks}[stage]; ok && opts.KeepOnFail {
-				p.Note(as, keepHint(b.machine))
-			}
-		})
-	}
+	err := bakeLocal(ctx, p, r, set, opts, m, log)
 	return finish(p, m, err, UnwindOptions{Timeout: opts.CleanupTime, Keep: opts.KeepOnFail, Abort: opts.Abort}, "baked")
+}
+
+func bakeLocal(ctx context.Context, p *Pipeline, r *recipes.Recipe, set Settings, opts LocalOptions, m *Manifest, log *slog.Logger) error {
+	if err := prepareLogDir(opts.LogDir); err != nil {
+		return err
+	}
+	b := &localBake{
+		qemuVM:  qemuVM{guest: guest{job: job{r: r, set: set, p: p, m: m, log: log, logDir: opts.LogDir}, phase: checks.Build}, opts: opts, user: BuildUser},
+		buildID: NewBuildID(),
+		alloc: &gallery.Allocator{Store: opts.Store, Image: r.Gallery.Image, Line: r.Gallery.Version, Pinned: opts.Version,
+			Log: log, Taken: takenNote(p, r.Gallery.Image)},
+	}
+	return Run(ctx, p, b, localBakeStages, func(b *localBake, stage string) {
+		b.hintKept(stage, map[string]string{contract.StageSSH: contract.StageSSH,
+			contract.StageCloudInit: contract.StageChecks, contract.StageChecks: contract.StageChecks})
+	})
 }
 
 func (b *localBake) resolveBase(ctx context.Context) (err error) {

@@ -67,7 +67,7 @@ func verifyAzure(ctx context.Context, p *Pipeline, r *recipes.Recipe, set Settin
 		return templates.CustomData(&templates.Document{CloudConfig: cc})
 	}
 	return Run(ctx, p, b, azureVerifyStages, func(b *azureVerify, stage string) {
-		b.keepHint(stage, map[string]string{contract.StageVM: contract.StageVM, contract.StageSSH: contract.StageSSH})
+		b.hintKept(stage, map[string]string{contract.StageVM: contract.StageVM, contract.StageSSH: contract.StageSSH})
 	})
 }
 
