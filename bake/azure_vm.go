@@ -89,17 +89,12 @@ func (a *azureVM) network(ctx context.Context) error {
 }
 
 func (a *azureVM) createVM(ctx context.Context) error {
-	signer, authLine, err := sshsession.NewClientKey()
+	k, err := newBootKeys()
 	if err != nil {
 		return err
 	}
-	a.signer = signer
-	hostPriv, hostLine, pub, err := sshsession.NewHostKey()
-	if err != nil {
-		return err
-	}
-	a.hostPub = pub
-	custom, err := a.customData(hostPriv, hostLine)
+	a.signer, a.hostPub = k.signer, k.hostPub
+	custom, err := a.customData(k.hostPriv, k.hostLine)
 	if err != nil {
 		return err
 	}
@@ -114,7 +109,7 @@ func (a *azureVM) createVM(ctx context.Context) error {
 		tags[k] = v
 	}
 	spec := az.VMSpec{ResourceGroup: a.rg, Name: a.vmName, Location: a.set.Location, Size: a.set.VMSize,
-		Image: a.base, ImageID: a.imageID, SubnetID: a.subnetID, PublicIP: a.opts.SubnetID == "", AdminUser: AdminUser, AuthorizedKey: authLine,
+		Image: a.base, ImageID: a.imageID, SubnetID: a.subnetID, PublicIP: a.opts.SubnetID == "", AdminUser: AdminUser, AuthorizedKey: k.authLine,
 		CustomData: custom, Spot: a.set.Spot, Identity: a.set.Identity, Tags: tags}
 	id, addr, err := a.c.CreateVM(ctx, spec)
 	a.vmID, a.address = id, addr

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/imagebake/imagebake/checks"
 	"github.com/imagebake/imagebake/internal/contract"
 	"github.com/imagebake/imagebake/provision/sshsession"
@@ -87,6 +89,26 @@ func (g *guest) runChecks(ctx context.Context) error {
 	}
 	g.p.Note(contract.StageChecks, fmt.Sprintf("%d/%d checks passed", passed, len(results)))
 	return checksError(results)
+}
+
+// bootKeys are one boot's throwaway SSH keys: the client key imagebake logs
+// in with (its public half in authLine) and the host key the VM is given,
+// pinned when dialling.
+type bootKeys struct {
+	signer             ssh.Signer
+	authLine           string
+	hostPriv, hostLine string
+	hostPub            ssh.PublicKey
+}
+
+func newBootKeys() (bootKeys, error) {
+	var k bootKeys
+	var err error
+	if k.signer, k.authLine, err = sshsession.NewClientKey(); err != nil {
+		return k, err
+	}
+	k.hostPriv, k.hostLine, k.hostPub, err = sshsession.NewHostKey()
+	return k, err
 }
 
 // prepareLogDir makes the run's log folder before any stage needs it.

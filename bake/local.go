@@ -202,17 +202,13 @@ func (b *localBake) previewVersion(ctx context.Context) (err error) {
 }
 
 func (b *localBake) render(ctx context.Context) error {
-	signer, authLine, err := sshsession.NewClientKey()
+	k, err := newBootKeys()
 	if err != nil {
 		return err
 	}
-	hostPriv, hostLine, hostPub, err := sshsession.NewHostKey()
-	if err != nil {
-		return err
-	}
-	b.signer, b.hostPub = signer, hostPub
-	doc, err := templates.Render(b.r, templates.Options{HostKeyPrivate: hostPriv, HostKeyPublic: hostLine,
-		BuildUser: BuildUser, BuildAuthorizedKey: authLine})
+	b.signer, b.hostPub = k.signer, k.hostPub
+	doc, err := templates.Render(b.r, templates.Options{HostKeyPrivate: k.hostPriv, HostKeyPublic: k.hostLine,
+		BuildUser: BuildUser, BuildAuthorizedKey: k.authLine})
 	if err != nil {
 		return err
 	}

@@ -62,16 +62,12 @@ func (b *localVerify) resolveBase(ctx context.Context) error {
 // boot renders the cloud-config that only lets the verify user in with a
 // pinned host key (the image already holds the recipe) and boots it.
 func (b *localVerify) boot(ctx context.Context) error {
-	signer, authLine, err := sshsession.NewClientKey()
+	k, err := newBootKeys()
 	if err != nil {
 		return err
 	}
-	hostPriv, hostLine, hostPub, err := sshsession.NewHostKey()
-	if err != nil {
-		return err
-	}
-	b.signer, b.hostPub = signer, hostPub
-	userData, err := templates.RenderAccess(templates.Options{HostKeyPrivate: hostPriv, HostKeyPublic: hostLine, BuildUser: VerifyUser, BuildAuthorizedKey: authLine})
+	b.signer, b.hostPub = k.signer, k.hostPub
+	userData, err := templates.RenderAccess(templates.Options{HostKeyPrivate: k.hostPriv, HostKeyPublic: k.hostLine, BuildUser: VerifyUser, BuildAuthorizedKey: k.authLine})
 	if err != nil {
 		return err
 	}
