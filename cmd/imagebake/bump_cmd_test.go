@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/urfave/cli/v2"
 )
 
 const (
@@ -24,27 +20,10 @@ const (
 	testToken     = "ghp_bumptesttoken0123456789"
 )
 
-// runBump runs the real app, as run() does, with bump registered (main.go
-// registers it once the lead wires it in; until then the test adds it).
+// runBump runs the real run() with debug logging.
 func runBump(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errw bytes.Buffer
-	app := newApp(&out, &errw)
-	app.Metadata = map[string]any{"abort": (<-chan struct{})(make(chan struct{}))}
-	err := app.RunContext(context.Background(), interspersed(app, append([]string{"imagebake", "--log-level", "debug"}, args...)))
-	var ec cli.ExitCoder
-	switch {
-	case err == nil:
-	case errors.As(err, &ec):
-		if msg := err.Error(); msg != "" {
-			errw.WriteString(msg + "\n")
-		}
-		code = ec.ExitCode()
-	default:
-		errw.WriteString("imagebake: " + err.Error() + "\n")
-		code = exitUsage
-	}
-	return code, out.String(), errw.String()
+	return runCLI(t, append([]string{"--log-level", "debug"}, args...)...)
 }
 
 // fakeGitHub plays api.github.com's releases endpoints for actions/runner.
