@@ -30,3 +30,12 @@ func ValidateSubscriptionID(id string) error {
 	}
 	return nil
 }
+
+// ValidateRegionName checks an Azure region name as build.location is
+// checked (lower case, no spaces: eastus).
+func ValidateRegionName(name string) error {
+	if !regionRe.MatchString(name) {
+		return fmt.Errorf("%q is not an Azure region name (e.g. eastus)", name)
+	}
+	return nil
+}

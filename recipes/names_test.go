@@ -21,6 +21,9 @@ func TestAzureNameValidators(t *testing.T) {
 		{"gallery slash", ValidateGalleryName, "g/versions", false},
 		{"subscription", ValidateSubscriptionID, "00000000-0000-0000-0000-00000000abcd", true},
 		{"subscription dotdot", ValidateSubscriptionID, "..", false},
+		{"region", ValidateRegionName, "eastus2", true},
+		{"region dotdot", ValidateRegionName, "..", false},
+		{"region display name", ValidateRegionName, "East US", false},
 	}
 	for _, tt := range tests {
 		if err := tt.check(tt.in); (err == nil) != tt.ok {

@@ -426,3 +426,20 @@ func Promote(ctx context.Context, store gallery.Store, image, version string, op
 	}
 	return changes, nil
 }
+
+// Resolve returns image's version named version or, for "" and "latest",
+// the version "latest" resolves to (an error when none qualifies).
+func Resolve(ctx context.Context, store gallery.Store, image, version string) (gallery.ImageVersion, error) {
+	if version != "" && version != "latest" {
+		return store.Get(ctx, image, version)
+	}
+	all, err := store.List(ctx, image)
+	if err != nil {
+		return gallery.ImageVersion{}, err
+	}
+	v, ok := gallery.Latest(all)
+	if !ok {
+		return gallery.ImageVersion{}, fmt.Errorf("image %s has no version that \"latest\" resolves to (%d versions, none succeeded and not excluded)", image, len(all))
+	}
+	return v, nil
+}

@@ -592,3 +592,25 @@ func TestPromote(t *testing.T) {
 		})
 	}
 }
+
+func TestResolve(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := b.new(t, []seed{{name: "1.0.0"}, {name: "1.0.1"}, {name: "1.0.2", exclude: true}})
+			for in, want := range map[string]string{"": "1.0.1", "latest": "1.0.1", "1.0.2": "1.0.2"} {
+				v, err := release.Resolve(ctx, s, image, in)
+				if err != nil || v.Name != want {
+					t.Errorf("Resolve(%q) = %s, %v; want %s", in, v.Name, err, want)
+				}
+			}
+			if _, err := release.Resolve(ctx, s, image, "9.9.9"); !errors.Is(err, gallery.ErrNotFound) {
+				t.Errorf("Resolve(9.9.9): %v, want ErrNotFound", err)
+			}
+			none := b.new(t, []seed{{name: "1.0.0", exclude: true}})
+			if _, err := release.Resolve(ctx, none, image, "latest"); err == nil {
+				t.Error("Resolve(latest) with every version excluded succeeded")
+			}
+		})
+	}
+}

@@ -81,12 +81,18 @@ func readAzureBuildFlags(c *cli.Context) azureBuildFlags {
 	}
 }
 
-// clients connects to Azure. The subscription is checked first: the SDK
-// joins it into every URL.
+// azureClients connects to Azure. The subscription and location are
+// checked first with the recipe's rules: the SDK joins them into URLs, so
+// ".." would reach another resource.
 func (a *app) azureClients(f azureConnFlags) (*az.Clients, error) {
 	if f.subscription != "" {
 		if err := recipes.ValidateSubscriptionID(f.subscription); err != nil {
 			return nil, usageErr("--subscription: %v", err)
+		}
+	}
+	if f.location != "" {
+		if err := recipes.ValidateRegionName(f.location); err != nil {
+			return nil, usageErr("--location: %v", err)
 		}
 	}
 	clients, err := az.NewClients(az.Config{

@@ -18,6 +18,7 @@ import (
 	"github.com/imagebake/imagebake/internal/buildinfo"
 	"github.com/imagebake/imagebake/provision/qemu"
 	"github.com/imagebake/imagebake/recipes"
+	"github.com/imagebake/imagebake/release"
 )
 
 func defaultCacheDir() string {
@@ -273,7 +274,7 @@ func (a *app) runVerify(ctx context.Context, f verifyFlags, r *recipes.Recipe) e
 	if err != nil {
 		return err
 	}
-	v, err := resolveVersion(ctx, store, f.image, f.version)
+	v, err := release.Resolve(ctx, store, f.image, f.version)
 	if err != nil {
 		return failed("%v", err)
 	}
@@ -291,21 +292,6 @@ func (a *app) runVerify(ctx context.Context, f verifyFlags, r *recipes.Recipe) e
 	}
 	fmt.Fprintf(textOut, "verified %s %s: %d checks passed\n", f.image, v.Name, len(m.Checks))
 	return nil
-}
-
-func resolveVersion(ctx context.Context, store gallery.Store, image, version string) (gallery.ImageVersion, error) {
-	if version != "" && version != "latest" {
-		return store.Get(ctx, image, version)
-	}
-	all, err := store.List(ctx, image)
-	if err != nil {
-		return gallery.ImageVersion{}, err
-	}
-	v, ok := gallery.Latest(all)
-	if !ok {
-		return gallery.ImageVersion{}, fmt.Errorf("image %s has no version that \"latest\" resolves to (%d versions, none succeeded and not excluded)", image, len(all))
-	}
-	return v, nil
 }
 
 func (a *app) baseCommand() *cli.Command {

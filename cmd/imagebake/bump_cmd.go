@@ -124,17 +124,8 @@ func (a *app) runBumpRunner(ctx context.Context, f bumpRunnerFlags) error {
 		// Only the API can have said it: never blame a --to not given.
 		return failed("%s: the API answered %v; nothing written", path, err)
 	}
-	switch verdict {
-	case runnerrelease.Unchanged:
-		fmt.Fprintf(a.stdout, "%s: runner already at %s\n", path, old.Version)
-		return nil
-	case runnerrelease.TooOld:
-		return failed("runner %s is older than %s, the oldest runner GitHub registers; choose a newer one (--latest)", want.Version, recipes.MinRunnerVersion)
-	case runnerrelease.HashMismatch:
-		return failed("%s: runner %s is pinned with sha256 %s, but %s; check the release's linux-x64 SHA and edit runner.sha256 by hand",
-			path, old.Version, old.SHA256, hashSource(want))
-	case runnerrelease.Downgrade:
-		return failed("%s: %s would downgrade the runner from %s; pass --allow-downgrade if you mean it", path, want.Version, old.Version)
+	if verdict != runnerrelease.Bump {
+		return a.notBumped(path, old, want, verdict)
 	}
 
 	// The bumped recipe must load; this also lets a bump rescue a recipe
@@ -151,6 +142,24 @@ func (a *app) runBumpRunner(ctx context.Context, f bumpRunnerFlags) error {
 	fmt.Fprintf(a.stdout, "%s: runner %s → %s%s\n", path, old.Version, want.Version, verb)
 	fmt.Fprintf(a.stdout, "  sha256 %s → %s\n", old.SHA256, want.SHA256)
 	return nil
+}
+
+// notBumped reports a verdict other than Bump: nothing to do (exit 0), or
+// why the bump is refused (exit 1).
+func (a *app) notBumped(path string, old recipes.RunnerPin, want runnerrelease.Release, verdict runnerrelease.Verdict) error {
+	switch verdict {
+	case runnerrelease.Unchanged:
+		fmt.Fprintf(a.stdout, "%s: runner already at %s\n", path, old.Version)
+		return nil
+	case runnerrelease.TooOld:
+		return failed("runner %s is older than %s, the oldest runner GitHub registers; choose a newer one (--latest)", want.Version, recipes.MinRunnerVersion)
+	case runnerrelease.HashMismatch:
+		return failed("%s: runner %s is pinned with sha256 %s, but %s; check the release's linux-x64 SHA and edit runner.sha256 by hand",
+			path, old.Version, old.SHA256, hashSource(want))
+	case runnerrelease.Downgrade:
+		return failed("%s: %s would downgrade the runner from %s; pass --allow-downgrade if you mean it", path, want.Version, old.Version)
+	}
+	return failed("%s: runner %s: no bump (verdict %d)", path, want.Version, verdict)
 }
 
 func hashSource(r runnerrelease.Release) string {

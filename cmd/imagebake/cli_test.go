@@ -170,6 +170,7 @@ func TestAzureNameFlagsValidated(t *testing.T) {
 		{"copy-to gallery", append([]string{"promote", "github-runner-focal@1.0.0", "--live", "--copy-to", "x", "--copy-to-gallery", ".."}, gal...), "--copy-to-gallery:"},
 		{"copy-to resource group", append([]string{"promote", "github-runner-focal@1.0.0", "--live", "--copy-to", "x", "--copy-to-gallery", "other", "--copy-to-resource-group", ".."}, gal...), "--copy-to-resource-group:"},
 		{"subscription", append([]string{"versions", "list", "github-runner-focal", "--subscription", ".."}, gal...), "--subscription:"},
+		{"location", []string{"bake", "recipes/github-runner-focal.yaml", "--location", "..", "--if-changed", "--cache-dir", t.TempDir()}, "--location:"},
 		{"build resource group", []string{"bake", "recipes/github-runner-focal.yaml", "--build-resource-group", "..", "--cache-dir", t.TempDir()}, "--build-resource-group:"},
 	}
 	for _, tt := range tests {

@@ -48,51 +48,19 @@ func readIfChanged(c *cli.Context) (ifChanged, error) {
 	return f, nil
 }
 
-// skipUnchanged gathers what --if-changed compares (the gallery and the
-// resolved base) before anything is built or created; nightly.Check
-// decides. When the bake is skipped it prints why, writes skipped=true to
-// GITHUB_OUTPUT and reports true; the caller then exits 0.
+// skipUnchanged decides --if-changed before anything is built or created:
+// it gathers what to compare, and nightly.Check decides. When the bake is
+// skipped it prints why, writes skipped=true to GITHUB_OUTPUT and reports
+// true; the caller then exits 0.
 func (a *app) skipUnchanged(ctx context.Context, f bakeFlags, r *recipes.Recipe) (bool, error) {
 	if !f.ifChanged.ifChanged {
 		return false, nil
 	}
-	textOut := f.out.text()
-	var (
-		store       gallery.Store
-		baseVersion string
-	)
-	switch f.target {
-	case "local":
-		v, ok := nightly.LocalBaseVersion(r, f.cacheDir)
-		if !ok {
-			fmt.Fprintf(textOut, "--if-changed: baking: the base of %s is not cached yet\n", r.Name)
-			return false, nil
-		}
-		s, err := a.localStore(f.galleryDir)
-		if err != nil {
-			return false, err
-		}
-		store, baseVersion = s, v
-	case "azure":
-		if r.Gallery.Azure == nil || r.Base.Azure == "" {
-			return false, nil // bakeAzure reports the missing settings
-		}
-		clients, err := a.azureClients(f.azure.azureConnFlags)
-		if err != nil {
-			return false, err
-		}
-		location := firstNonEmpty(f.azure.location, r.Build.Location)
-		if location == "" {
-			return false, usageErr("--if-changed: no location: set build.location in the recipe or pass --location")
-		}
-		base, err := clients.ResolveImage(ctx, location, r.Base.Azure)
-		if err != nil {
-			return false, failed("--if-changed: %v", err)
-		}
-		store, baseVersion = galleryazure.New(clients, r.Gallery.Azure.ResourceGroup, r.Gallery.Azure.Gallery, location), base.Version
-	default:
-		return false, nil // the bake command reports the bad target
+	store, baseVersion, err := a.ifChangedInputs(ctx, f, r)
+	if err != nil || store == nil {
+		return false, err
 	}
+	textOut := f.out.text()
 	skip, reason, err := nightly.Check(ctx, store, r.Gallery.Image,
 		nightly.Current{RecipeHash: r.Hash(), BaseVersion: baseVersion, Imagebake: buildinfo.Get().Version}, f.maxAge, time.Now())
 	if err != nil {
@@ -113,6 +81,43 @@ func (a *app) skipUnchanged(ctx context.Context, f bakeFlags, r *recipes.Recipe)
 		return false, failed("GITHUB_OUTPUT: %v", err)
 	}
 	return true, nil
+}
+
+// ifChangedInputs returns the gallery and the base version a bake of r
+// would record. A nil store means: bake, there is nothing to compare (the
+// reason is printed, or the bake reports the bad settings).
+func (a *app) ifChangedInputs(ctx context.Context, f bakeFlags, r *recipes.Recipe) (gallery.Store, string, error) {
+	switch f.target {
+	case "local":
+		v, ok := nightly.LocalBaseVersion(r, f.cacheDir)
+		if !ok {
+			fmt.Fprintf(f.out.text(), "--if-changed: baking: the base of %s is not cached yet\n", r.Name)
+			return nil, "", nil
+		}
+		s, err := a.localStore(f.galleryDir)
+		if err != nil {
+			return nil, "", err
+		}
+		return s, v, nil
+	case "azure":
+		if r.Gallery.Azure == nil || r.Base.Azure == "" {
+			return nil, "", nil // bakeAzure reports the missing settings
+		}
+		clients, err := a.azureClients(f.azure.azureConnFlags)
+		if err != nil {
+			return nil, "", err
+		}
+		location := firstNonEmpty(f.azure.location, r.Build.Location)
+		if location == "" {
+			return nil, "", usageErr("--if-changed: no location: set build.location in the recipe or pass --location")
+		}
+		base, err := clients.ResolveImage(ctx, location, r.Base.Azure)
+		if err != nil {
+			return nil, "", failed("--if-changed: %v", err)
+		}
+		return galleryazure.New(clients, r.Gallery.Azure.ResourceGroup, r.Gallery.Azure.Gallery, location), base.Version, nil
+	}
+	return nil, "", nil // the bake command reports the bad target
 }
 
 type gcFlags struct {
