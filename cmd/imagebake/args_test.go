@@ -16,6 +16,10 @@ func TestInterspersed(t *testing.T) {
 		{[]string{"ib", "bake", "--", "-weird.yaml"}, []string{"ib", "bake", "--", "-weird.yaml"}},
 		{[]string{"ib", "base", "pull", "--base-url", "http://x/", "focal"}, []string{"ib", "base", "pull", "--base-url", "http://x/", "focal"}},
 		{[]string{"ib", "bump", "runner", "--api-url", "http://x", "r.yaml", "--latest"}, []string{"ib", "bump", "runner", "--api-url", "http://x", "--latest", "r.yaml"}},
+		// A value flag between a command and its first argument keeps its value.
+		{[]string{"ib", "bump", "runner", "--to", "2.338.0", "r.yaml"}, []string{"ib", "bump", "runner", "--to", "2.338.0", "r.yaml"}},
+		{[]string{"ib", "gc", "--target", "azure", "--output", "json"}, []string{"ib", "gc", "--target", "azure", "--output", "json"}},
+		{[]string{"ib", "validate", "a.yaml", "--output=json"}, []string{"ib", "validate", "--output=json", "a.yaml"}},
 	}
 	for _, tt := range tests {
 		if got, err := interspersed(app, tt.in); err != nil || !reflect.DeepEqual(got, tt.want) {

@@ -317,7 +317,7 @@ func (a *app) baseCommand() *cli.Command {
 					if c.Args().First() != "focal" || c.NArg() != 1 {
 						return usageErr("base pull takes one name: focal")
 					}
-					return a.runBasePull(c.Context, c.String("base-url"), c.String("cache-dir"))
+					return a.runBasePull(c.Context, basePullFlags{baseURL: c.String("base-url"), cacheDir: c.String("cache-dir")})
 				},
 			},
 		},
@@ -334,8 +334,13 @@ func (a *app) runBaseBuild(ctx context.Context, opts qemu.BuildOptions) error {
 	return nil
 }
 
-func (a *app) runBasePull(ctx context.Context, baseURL, cacheDir string) error {
-	path, err := qemu.PullUbuntuFocal(ctx, baseURL, cacheDir, a.stderr)
+type basePullFlags struct {
+	baseURL  string // where the image and SHA256SUMS are
+	cacheDir string
+}
+
+func (a *app) runBasePull(ctx context.Context, f basePullFlags) error {
+	path, err := qemu.PullUbuntuFocal(ctx, f.baseURL, f.cacheDir, a.stderr)
 	if err != nil {
 		return failed("base pull focal: %v", err)
 	}

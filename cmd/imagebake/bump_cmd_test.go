@@ -142,9 +142,8 @@ func TestBumpRunnerCommand(t *testing.T) {
 			path := copyRecipe(t)
 			args := append([]string{"bump", "runner", path, "--api-url", srv.URL}, tt.args...)
 			if tt.name == "flags before the recipe" {
-				// Only a bool flag: interspersed (args.go) reads a value flag
-				// between a subcommand and its argument as global, and
-				// so takes its value for the recipe.
+				// A flag between the subcommand and the recipe (value
+				// flags there are covered by TestInterspersed).
 				args = append([]string{"bump", "runner", "--allow-downgrade", path, "--api-url", srv.URL}, tt.args...)
 			}
 			code, out, errOut := runBump(t, args...)

@@ -233,7 +233,7 @@ func printGC(out output, items []gc.Item, deleting bool, gcErr error) error {
 			action := it.Action
 			switch {
 			case it.Error != "":
-				action += " FAILED: " + it.Error
+				action += " FAILED: " + printable(it.Error)
 			case it.Done:
 				action += " (done)"
 			case it.Action != gc.ActionKeep:

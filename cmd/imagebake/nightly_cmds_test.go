@@ -154,7 +154,7 @@ func TestGCCommandAzure(t *testing.T) {
 	}
 	env := azureEnv(t, e)
 	gcRegistered(t, env)
-	// "--flag=value": args.go's interspersed mis-parses "--flag value" between a command and its first positional.
+	// The "--flag=value" spelling; "--flag value" is covered by TestInterspersed.
 	args := []string{"gc", "--target=azure", "--resource-manager-endpoint=" + e.Server.URL(), "--poll-interval=10ms", "--output=json"}
 	type gcOut struct {
 		Applied bool
