@@ -4,6 +4,8 @@
 package nightly
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +16,24 @@ import (
 	"github.com/imagebake/imagebake/provision/qemu"
 	"github.com/imagebake/imagebake/recipes"
 )
+
+// Current is what a bake would record now, to compare with what the newest
+// version recorded.
+type Current struct {
+	RecipeHash, BaseVersion, Imagebake string
+}
+
+// Check is the --if-changed decision on a gallery: it lists image's
+// versions in store (a missing image or gallery means nothing was baked
+// yet) and decides with ShouldSkip.
+func Check(ctx context.Context, store gallery.Store, image string, cur Current, maxAge time.Duration, now time.Time) (skip bool, reason string, err error) {
+	versions, err := store.List(ctx, image)
+	if err != nil && !errors.Is(err, gallery.ErrNotFound) {
+		return false, "", err
+	}
+	skip, reason = ShouldSkip(versions, cur.RecipeHash, cur.BaseVersion, cur.Imagebake, maxAge, now)
+	return skip, reason, nil
+}
 
 // ShouldSkip reports whether a bake can be skipped because the newest
 // succeeded version (by version order, not date) was baked from the same

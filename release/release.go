@@ -342,3 +342,104 @@ func Prune(ctx context.Context, store gallery.Store, image string, opts PruneOpt
 	}
 	return ApplyPrune(ctx, store, image, plan)
 }
+
+// Listed is one version as a listing shows it: with its replication state
+// and whether "latest" resolves to it.
+type Listed struct {
+	gallery.ImageVersion
+	Latest bool `json:"latest"`
+}
+
+// List returns image's versions in version order, each with its
+// replication state, marking the one "latest" resolves to. An image or
+// gallery that does not exist is an error wrapping gallery.ErrNotFound, as
+// in every other operation here: a misspelt name must not read as "no
+// versions".
+func List(ctx context.Context, store gallery.Store, image string) ([]Listed, error) {
+	all, err := store.List(ctx, image)
+	if err != nil {
+		return nil, err
+	}
+	// Azure's list has no replication state; each version's Get (with
+	// $expand=ReplicationStatus) has. A failed Get keeps what the list had.
+	for i, v := range all {
+		if len(v.Regions) > 0 && v.Regions[0].State != gallery.ReplicationUnknown {
+			continue
+		}
+		if full, err := store.Get(ctx, image, v.Name); err == nil {
+			all[i].Regions = full.Regions
+		}
+	}
+	latest, _ := gallery.Latest(all)
+	out := make([]Listed, 0, len(all))
+	for _, v := range all {
+		out = append(out, Listed{v, v.Name == latest.Name})
+	}
+	return out, nil
+}
+
+// PromoteOptions say what Promote does to a version; any combination.
+type PromoteOptions struct {
+	// CopyTo, when its Image is set, copies the version there first.
+	CopyTo CopyTarget
+	// AddRegions are regions (and replica counts) to replicate to.
+	AddRegions []gallery.Region
+	// Live clears excludeFromLatest.
+	Live bool
+}
+
+// CopyTarget is an image in a gallery (the source's own gallery or
+// another).
+type CopyTarget struct {
+	Store gallery.Store
+	Image string
+}
+
+// Promote puts a version into use: it copies it (Copy), replicates it
+// (AddRegions) and makes it live (MakeLive), in that order, so that a
+// failed copy or replication leaves "latest" as it was. It returns the
+// changes made, also those made before a failure.
+func Promote(ctx context.Context, store gallery.Store, image, version string, opts PromoteOptions) ([]Change, error) {
+	var steps []func() ([]Change, error)
+	if opts.CopyTo.Image != "" {
+		steps = append(steps, func() ([]Change, error) {
+			return Copy(ctx, store, image, version, opts.CopyTo.Store, opts.CopyTo.Image)
+		})
+	}
+	if len(opts.AddRegions) > 0 {
+		steps = append(steps, func() ([]Change, error) {
+			return AddRegions(ctx, store, image, version, opts.AddRegions)
+		})
+	}
+	if opts.Live {
+		steps = append(steps, func() ([]Change, error) {
+			return MakeLive(ctx, store, image, version)
+		})
+	}
+	var changes []Change
+	for _, step := range steps {
+		ch, err := step()
+		changes = append(changes, ch...)
+		if err != nil {
+			return changes, err
+		}
+	}
+	return changes, nil
+}
+
+// Resolve returns image's version named version or, for "" and "latest",
+// the version "latest" resolves to (an error when none qualifies).
+func Resolve(ctx context.Context, store gallery.Store, image, version string) (gallery.ImageVersion, error) {
+	if version != "" && version != "latest" {
+		return store.Get(ctx, image, version)
+	}
+	all, err := store.List(ctx, image)
+	if err != nil {
+		return gallery.ImageVersion{}, err
+	}
+	v, ok := gallery.Latest(all)
+	if !ok {
+		return gallery.ImageVersion{}, fmt.Errorf("image %s has no version that \"latest\" resolves to (%d versions, none succeeded and not excluded)", image, len(all))
+	}
+	return v, nil
+}
