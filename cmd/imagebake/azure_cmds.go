@@ -132,7 +132,7 @@ func (a *app) azureOptions(f localFlags, azf azureBuildFlags, r *recipes.Recipe,
 		VMSize: azf.vmSize, Spot: azf.spot, Identity: azf.identity,
 		CreateDefinition: azf.createDefinition, NoWait: azf.noWait, ManagedImage: azf.managedImage, KeepOnFail: f.keepOnFailure,
 		Abort: a.abort, LogDir: f.logDirFor(r.Name, kind), Logger: a.log, Sink: bake.NewTextSink(textOut, isTerminal(textOut)),
-		GitCommit: buildinfo.SourceCommit(r.Source), Timeouts: stageTimeouts(r), CleanupTime: f.cleanupTimeout,
+		GitCommit: buildinfo.SourceCommit(r.Source), Timeouts: bake.StageTimeouts(r), CleanupTime: f.cleanupTimeout,
 	}, nil
 }
 

@@ -99,23 +99,6 @@ func (f localFlags) logDirFor(recipe, kind string) string {
 	return filepath.Join(f.cacheDir, "logs", fmt.Sprintf("%s-%s-%s", recipe, kind, time.Now().UTC().Format("20060102T150405Z")))
 }
 
-// stageTimeouts bound every stage that waits on a machine, so a hung VM
-// fails the bake (and is cleaned up) instead of blocking a nightly job; the
-// recipe's build.timeouts override them. Publishing has no default bound:
-// Azure replication has been seen to take hours.
-func stageTimeouts(r *recipes.Recipe) map[string]time.Duration {
-	out := map[string]time.Duration{
-		"boot": 10 * time.Minute, "ssh": 15 * time.Minute, "cloud-init": 45 * time.Minute, "checks": 20 * time.Minute,
-		"deprovision": 10 * time.Minute, "capture": 30 * time.Minute, "generalized": 5 * time.Minute,
-	}
-	for stage, s := range r.Build.Timeouts {
-		if d, err := recipes.ParseDuration(s); err == nil {
-			out[stage] = d
-		}
-	}
-	return out
-}
-
 type bakeFlags struct {
 	localFlags
 	azure   azureBuildFlags
@@ -185,7 +168,7 @@ func (a *app) bakeLocal(ctx context.Context, f bakeFlags, r *recipes.Recipe) err
 		Store: store, CacheDir: f.cacheDir, LogDir: f.logDirFor(r.Name, "bake"), Version: f.version,
 		MemoryMiB: f.memoryMiB, CPUs: f.cpus, KeepOnFail: f.keepOnFailure, Abort: a.abort,
 		Progress: a.stderr, Logger: a.log, Sink: bake.NewTextSink(textOut, isTerminal(textOut)),
-		Timeouts: stageTimeouts(r), CleanupTime: f.cleanupTimeout, GitCommit: buildinfo.SourceCommit(r.Source),
+		Timeouts: bake.StageTimeouts(r), CleanupTime: f.cleanupTimeout, GitCommit: buildinfo.SourceCommit(r.Source),
 	}
 	m, err := bake.Local(ctx, r, opts)
 	return a.finish("bake", m, err, f.out)
@@ -285,7 +268,7 @@ func (a *app) runVerify(ctx context.Context, f verifyFlags, r *recipes.Recipe) e
 	fmt.Fprintf(textOut, "verifying %s %s (%s)\n", f.image, v.Name, v.Path)
 	opts := bake.LocalOptions{CacheDir: f.cacheDir, LogDir: f.logDirFor(f.image, "verify"), KeepOnFail: f.keepOnFailure,
 		Abort: a.abort, Progress: a.stderr, Logger: a.log, Sink: bake.NewTextSink(textOut, isTerminal(textOut)),
-		Timeouts: stageTimeouts(r), CleanupTime: f.cleanupTimeout}
+		MemoryMiB: f.memoryMiB, CPUs: f.cpus, Timeouts: bake.StageTimeouts(r), CleanupTime: f.cleanupTimeout}
 	m, err := bake.VerifyLocal(ctx, r, v, opts)
 	if err := a.finish("verify", m, err, f.out); err != nil {
 		return err
