@@ -16,7 +16,7 @@ type qemuConfig struct {
 	Kernel     string // empty: boot from the disk's own boot loader
 	Initrd     string
 	Append     string
-	DataSource string // "ds=nocloud-net;s=http://10.0.2.2:PORT/"
+	SeedDisk   string // the cidata ISO image; empty: no seed
 	SSHPort    int    // host loopback port forwarded to the guest's port 22
 	SerialLog  string
 	QMPSocket  string
@@ -49,18 +49,19 @@ func qemuArgs(c qemuConfig) []string {
 		"-serial", "chardev:serial0",
 		"-qmp", "unix:"+optEscape(c.QMPSocket)+",server=on,wait=off",
 	)
+	if c.SeedDisk != "" {
+		// After the root disk, so the root stays /dev/vda (BaseAppend).
+		// NoCloud finds the seed by its label; nothing about it goes on
+		// the kernel command line, which every local user can read in
+		// QEMU's argv.
+		args = append(args, "-drive", "file="+optEscape(c.SeedDisk)+",if=virtio,format=raw,readonly=on")
+	}
 	if c.Kernel != "" {
-		cmdline := strings.TrimSpace(c.Append + " " + c.DataSource)
 		args = append(args, "-kernel", c.Kernel)
 		if c.Initrd != "" {
 			args = append(args, "-initrd", c.Initrd)
 		}
-		args = append(args, "-append", cmdline)
-	} else if c.DataSource != "" {
-		// A disk with its own boot loader has a kernel command line we do
-		// not control; cloud-init also reads the selector from the SMBIOS
-		// system serial number.
-		args = append(args, "-smbios", "type=1,serial="+optEscape(c.DataSource))
+		args = append(args, "-append", c.Append)
 	}
 	return args
 }
