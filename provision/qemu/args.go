@@ -9,17 +9,17 @@ import (
 // qemuConfig is everything qemuArgs needs; kept apart from Machine so the
 // command line can be tested without starting anything.
 type qemuConfig struct {
-	Accel      Accel
-	MemoryMiB  int
-	CPUs       int
-	Disk       string // the overlay the guest writes to
-	Kernel     string // empty: boot from the disk's own boot loader
-	Initrd     string
-	Append     string
-	SeedDisk   string // the cidata ISO image; empty: no seed
-	SSHPort    int    // host loopback port forwarded to the guest's port 22
-	SerialLog  string
-	QMPSocket  string
+	Accel     Accel
+	MemoryMiB int
+	CPUs      int
+	Disk      string // the overlay the guest writes to
+	Kernel    string // empty: boot from the disk's own boot loader
+	Initrd    string
+	Append    string
+	SeedDisk  string // the cidata ISO image; empty: no seed
+	SSHPort   int    // host loopback port forwarded to the guest's port 22
+	SerialLog string
+	QMPSocket string
 }
 
 // optEscape escapes a value for QEMU's comma-separated option syntax, in
