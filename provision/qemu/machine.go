@@ -44,6 +44,8 @@ type MachineOptions struct {
 	// TempDir is where the machine's temporary directory (overlay, QMP
 	// socket) is created; os.TempDir() when empty.
 	TempDir string
+	// BuildID is recorded in the temporary directory's marker (MarkerFile).
+	BuildID string
 	// Accel forces an accelerator; when empty KVM is used if it works.
 	Accel Accel
 	// StopTimeout bounds how long Stop waits for the guest to power off
@@ -109,8 +111,13 @@ func Start(ctx context.Context, opts MachineOptions) (m *Machine, err error) {
 		return nil, fmt.Errorf("qemu machine: base disk %s: %w", baseDisk, err)
 	}
 
-	dir, err := os.MkdirTemp(opts.TempDir, "imagebake-qemu-")
+	dir, err := os.MkdirTemp(opts.TempDir, TempDirPrefix)
 	if err != nil {
+		return nil, fmt.Errorf("qemu machine: %w", err)
+	}
+	// Marked at once: gc touches only directories imagebake marked.
+	if err := markDir(dir, opts.BuildID); err != nil {
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("qemu machine: %w", err)
 	}
 	m = &Machine{
