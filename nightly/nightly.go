@@ -121,7 +121,8 @@ func HumanDuration(d time.Duration) string {
 }
 
 // LocalBaseVersion is the base version a local bake of r would record
-// (the base's folder name, as bake.Local does), without building or
+// (the built-in base's folder name; for base.local.path the content digest
+// qemu.ContentVersion gives, as bake.Local records it), without building or
 // downloading anything. ok is false when the base is not available yet;
 // the caller then bakes, since a missing base means something new.
 func LocalBaseVersion(r *recipes.Recipe, cacheDir string) (version string, ok bool) {
@@ -140,10 +141,13 @@ func LocalBaseVersion(r *recipes.Recipe, cacheDir string) (version string, ok bo
 		// in the downloads folder, whose name bake records as the version.
 		return "downloads", true
 	case l.Path != "":
-		if _, err := os.Stat(l.Path); err != nil {
+		// The folder's name says nothing about the disk in it: a replaced
+		// disk must count as a new base. The digest is cached in cacheDir.
+		v, err := qemu.ContentVersion(context.Background(), cacheDir, l.Path, l.Kernel, l.Initrd)
+		if err != nil {
 			return "", false
 		}
-		return filepath.Base(filepath.Dir(l.Path)), true
+		return v, true
 	}
 	return "", false
 }

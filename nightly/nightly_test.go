@@ -105,8 +105,16 @@ func TestLocalBaseVersion(t *testing.T) {
 	if err := os.WriteFile(p.Base.Local.Path, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := LocalBaseVersion(p, cache); !ok || v != "mybase" {
-		t.Fatalf("base path: got %q, %v; want mybase", v, ok)
+	v1, ok := LocalBaseVersion(p, cache)
+	if !ok || !strings.HasPrefix(v1, "sha256-") {
+		t.Fatalf("base path: got %q, %v; want a content digest", v1, ok)
+	}
+	// issue 12 #4: a replaced disk in the same folder is a new base.
+	if err := os.WriteFile(p.Base.Local.Path, []byte("another disk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if v2, ok := LocalBaseVersion(p, cache); !ok || v2 == v1 {
+		t.Fatalf("base path after replacing the disk: got %q, %v; want other than %q", v2, ok, v1)
 	}
 }
 
