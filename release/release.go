@@ -255,8 +255,9 @@ func Rollback(ctx context.Context, store gallery.Store, image, to string) ([]Cha
 
 // PruneOptions say which versions Prune may delete.
 type PruneOptions struct {
-	// Keep is how many of the highest versions (by version number, in any
-	// state) are always kept.
+	// Keep is how many of the highest Succeeded versions (by version
+	// number) are always kept; versions still being created, updated or
+	// deleted are never pruned either.
 	Keep int
 	// OlderThan, when positive, limits deletion to versions published
 	// more than OlderThan before Now. Versions without a publish time are
@@ -268,7 +269,7 @@ type PruneOptions struct {
 
 // PlanPrune returns the versions Prune would delete, as WhatDeleted
 // changes, lowest first. It never plans the version "latest" resolves to,
-// nor the Keep highest versions.
+// nor the Keep highest Succeeded versions, nor a version in progress.
 func PlanPrune(ctx context.Context, store gallery.Store, image string, opts PruneOptions) ([]Change, error) {
 	if opts.Keep < 0 {
 		return nil, fmt.Errorf("image %s: prune: keep %d is negative", image, opts.Keep)
@@ -282,13 +283,22 @@ func PlanPrune(ctx context.Context, store gallery.Store, image string, opts Prun
 	}
 	gallery.Sort(all)
 	latest, hasLatest := gallery.Latest(all)
-	var plan []Change
-	for i, iv := range all {
-		if i >= len(all)-opts.Keep {
-			break // the Keep highest versions
+	// --keep counts usable versions: a failed or half-made version among
+	// the newest must not take the place of a good one.
+	keep := map[string]bool{}
+	for i := len(all) - 1; i >= 0 && len(keep) < opts.Keep; i-- {
+		if all[i].ProvisioningState == gallery.StateSucceeded {
+			keep[all[i].Name] = true
 		}
-		if hasLatest && iv.Name == latest.Name {
+	}
+	var plan []Change
+	for _, iv := range all {
+		if keep[iv.Name] || (hasLatest && iv.Name == latest.Name) {
 			continue
+		}
+		switch iv.ProvisioningState {
+		case gallery.StateCreating, gallery.StateUpdating, gallery.StateDeleting:
+			continue // someone's work in progress
 		}
 		if opts.OlderThan > 0 && (iv.PublishedAt.IsZero() || opts.Now.Sub(iv.PublishedAt) <= opts.OlderThan) {
 			continue

@@ -54,14 +54,21 @@ func seedLocal(t *testing.T, s *local.Store, root, img string, seeds []seed) {
 	for _, sd := range seeds {
 		dir := filepath.Join(s.Root(), img, sd.name)
 		if sd.failed {
-			// A version directory without metadata whose creator is long
-			// gone is listed as Failed.
+			// A version directory with the store's creation marker
+			// (.creating) but no metadata, whose creator is long gone, is
+			// listed as Failed. A bare directory is not a version at all.
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			old := time.Now().Add(-time.Hour)
-			if err := os.Chtimes(dir, old, old); err != nil {
+			mk := filepath.Join(dir, ".creating")
+			if err := os.WriteFile(mk, []byte(`{"pid":1,"pidStart":"1","host":"gone"}`), 0o644); err != nil {
 				t.Fatal(err)
+			}
+			old := time.Now().Add(-48 * time.Hour)
+			for _, p := range []string{mk, dir} {
+				if err := os.Chtimes(p, old, old); err != nil {
+					t.Fatal(err)
+				}
 			}
 			continue
 		}
@@ -374,6 +381,9 @@ func TestPrune(t *testing.T) {
 		{"keep more than exist", five, release.PruneOptions{Keep: 10}, []string{}},
 		{"failed versions go too", []seed{{name: "1.0.0", age: 90 * day}, {name: "1.0.1", failed: true}, {name: "1.0.2"}, {name: "1.0.3"}},
 			release.PruneOptions{Keep: 1}, []string{"1.0.0", "1.0.1", "1.0.2"}},
+		// Issue 12 #9: a failed version among the newest does not count as kept.
+		{"keep counts usable versions only", []seed{{name: "1.0.0", age: 90 * day}, {name: "1.0.1", age: 60 * day}, {name: "1.0.2", failed: true}},
+			release.PruneOptions{Keep: 2}, []string{"1.0.2"}},
 	}
 	for _, b := range backends {
 		for _, tt := range tests {

@@ -226,9 +226,28 @@ func TestGCCommandLocal(t *testing.T) {
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if name != "imagebake-qemu-new" {
-			if err := os.Chtimes(dir, old, old); err != nil {
+		// gc only touches folders imagebake marked as its own; this
+		// marker names a creator that has exited (PIDStart "1").
+		var marker string
+		if strings.HasPrefix(name, qemu.TempDirPrefix) {
+			host, _ := os.Hostname()
+			b, err := json.Marshal(qemu.Marker{PID: os.Getpid(), PIDStart: "1", UID: os.Getuid(), Host: host})
+			if err != nil {
 				t.Fatal(err)
+			}
+			marker = filepath.Join(dir, qemu.MarkerFile)
+			if err := os.WriteFile(marker, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if name != "imagebake-qemu-new" {
+			for _, p := range []string{marker, dir} {
+				if p == "" {
+					continue
+				}
+				if err := os.Chtimes(p, old, old); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 	}
