@@ -550,3 +550,52 @@ func TestCredentialsFromEnv(t *testing.T) {
 		t.Errorf("bad PEM: %v", err)
 	}
 }
+
+// TestNoSecretInLogsOrErrors drives every operation, failing and not, with
+// debug logging on, and looks for the credentials in what was logged and
+// in every error string.
+func TestNoSecretInLogsOrErrors(t *testing.T) {
+	ctx := context.Background()
+	m := ghmodel.New(ghmodel.Options{RunnerKeyBits: 1024})
+	defer m.Close()
+	m.AddToken(pat)
+	var logs bytes.Buffer
+	c := newClient(t, m, "https://github.com/acme/app", runnerreg.Options{
+		Token:  runnerreg.NewSecret(pat),
+		Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	// A hostile or buggy answer that echoes the credential and other tokens.
+	echo := `{"message":"token ` + pat + ` and ghs_abcdefghijklmnopqrstuvwxyz0123 were refused\r\n\u001b]0;title\u0007"}`
+	m.Inject(ghmodel.Fault{Endpoint: ghmodel.EpRegToken, Status: 401, Body: echo})
+	m.Inject(ghmodel.Fault{Endpoint: ghmodel.EpDeleteRunner, Nth: 1, Status: 500, Body: echo})
+	var errs []string
+	j, err := c.MintJIT(ctx, "vm-1", []string{"l"}, 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RegistrationToken(ctx); err != nil {
+		errs = append(errs, err.Error())
+	} else {
+		t.Error("injected 401 not returned")
+	}
+	if err := c.DeleteRunner(ctx, j.RunnerID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.MintJIT(ctx, "bad name", []string{"l"}, 1, ""); err != nil {
+		errs = append(errs, err.Error())
+	}
+	logs.WriteString(fmt.Sprintf("%v %+v %#v", j, j, j))
+	all := logs.String() + strings.Join(errs, "\n")
+	jit := j.EncodedJITConfig.Reveal()
+	for _, secret := range []string{pat, "ghs_abcdefghijklmnopqrstuvwxyz0123", jit, jit[len(jit)-40:]} {
+		if strings.Contains(all, secret) {
+			t.Errorf("secret %.8s… found in logs/errors:\n%s", secret, all)
+		}
+	}
+	if strings.ContainsAny(strings.Join(errs, ""), "\r\n\u001b\u0007") {
+		t.Errorf("control characters in errors: %q", errs)
+	}
+	if !strings.Contains(errs[0], "were refused") {
+		t.Errorf("GitHub's message lost: %q", errs[0])
+	}
+}

@@ -155,6 +155,35 @@ func TestJITJobDone(t *testing.T) {
 	}
 }
 
+// TestJobEnvironment checks, through the real runner's job hooks, that the
+// ACTIONS_RUNNER_INPUT_* variables are gone before any job code runs.
+func TestJobEnvironment(t *testing.T) {
+	e := setup(t, false)
+	j := e.mint(t, "vm-env")
+	hook := filepath.Join(e.dir, "hook.sh")
+	out := filepath.Join(e.dir, "_work")
+	if err := os.MkdirAll(out, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(out, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hook, []byte("env >"+out+"/job-env\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run(t, false, []string{"ACTIONS_RUNNER_INPUT_JITCONFIG=" + j.EncodedJITConfig.Reveal(), "ACTIONS_RUNNER_HOOK_JOB_STARTED=" + hook}, "run.sh")
+	if r.code != 0 {
+		t.Fatalf("run.sh = %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "job-env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "ACTIONS_RUNNER_INPUT_") || !strings.Contains(string(b), "ACTIONS_RUNNER_HOOK_JOB_STARTED=") {
+		t.Errorf("job environment:\n%s", b)
+	}
+}
+
 func TestRefused(t *testing.T) {
 	e := setup(t, false)
 	j := e.mint(t, "vm-refused")
