@@ -91,6 +91,8 @@ type appAuth struct {
 	appID string
 	key   *rsa.PrivateKey
 
+	mintMu sync.Mutex // one exchange at a time: parallel launches share it
+
 	mu        sync.Mutex
 	instID    int64
 	tok       Secret
@@ -152,13 +154,25 @@ func (a *appAuth) appJWT() (Secret, error) {
 	return NewSecret(s), nil
 }
 
-func (a *appAuth) token(ctx context.Context) (Secret, error) {
+func (a *appAuth) cached() (Secret, bool) {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	if !a.tok.IsZero() && a.c.now().Before(a.expiresAt.Add(-refreshBefore)) {
-		t := a.tok
-		a.mu.Unlock()
+		return a.tok, true
+	}
+	return Secret{}, false
+}
+
+func (a *appAuth) token(ctx context.Context) (Secret, error) {
+	if t, ok := a.cached(); ok {
 		return t, nil
 	}
+	a.mintMu.Lock()
+	defer a.mintMu.Unlock()
+	if t, ok := a.cached(); ok { // another caller minted it meanwhile
+		return t, nil
+	}
+	a.mu.Lock()
 	instID := a.instID
 	a.mu.Unlock()
 

@@ -389,6 +389,35 @@ func TestAppAuth(t *testing.T) {
 	}
 }
 
+func TestAppTokenSharedByParallelCalls(t *testing.T) {
+	key, keyPEM := newKey(t)
+	m := ghmodel.New(ghmodel.Options{RunnerKeyBits: 1024})
+	defer m.Close()
+	m.RegisterApp("5", &key.PublicKey)
+	m.Install("5", "acme")
+	c := newClient(t, m, "https://github.com/acme", runnerreg.Options{
+		App: &runnerreg.AppCredentials{AppID: "5", PrivateKey: runnerreg.NewSecret(string(keyPEM))},
+	})
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() {
+			_, err := c.MintJIT(context.Background(), fmt.Sprintf("vm-%d", i), []string{"l"}, 1, "")
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if n := m.Calls(ghmodel.EpAccessToken); n != 1 {
+		t.Errorf("token exchanges = %d, want 1", n)
+	}
+	if n := len(m.Mints()); n != 8 {
+		t.Errorf("mints = %d", n)
+	}
+}
+
 func TestAppTokenRefresh(t *testing.T) {
 	ctx := context.Background()
 	key, keyPEM := newKey(t)

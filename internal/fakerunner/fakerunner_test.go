@@ -151,6 +151,9 @@ func TestJITJobDone(t *testing.T) {
 			if l := e.m.Leaks(); len(l) != 0 {
 				t.Errorf("leaks: %+v", l)
 			}
+			if rn.ProcessesScanned < 2 || rn.JournalScope == "" {
+				t.Errorf("leak scan reach: %d processes, journal %q", rn.ProcessesScanned, rn.JournalScope)
+			}
 		})
 	}
 }

@@ -326,7 +326,7 @@ type runnerJSON struct {
 func (r *Runner) json() runnerJSON {
 	out := runnerJSON{ID: r.ID, Name: r.Name, OS: "unknown", Status: r.Status, Busy: r.Busy, Ephemeral: r.Ephemeral, RunnerGroupID: r.RunnerGroupID}
 	if r.Version != "" {
-		out.OS = "Linux"
+		out.OS = "linux" // known once the runner has connected
 	}
 	out.Labels = append(out.Labels, labelJSON{ID: 1, Name: "self-hosted", Type: "read-only"})
 	for i, l := range r.Labels {
@@ -436,7 +436,9 @@ func (m *Model) listRunners(w http.ResponseWriter, r *http.Request, c *call) {
 	m.mu.Lock()
 	var all []runnerJSON
 	for _, rn := range m.runners {
-		if !rn.Deleted && covers(scope, rn.Scope) {
+		// An organization's list holds its own runners, not its
+		// repositories' (GitHub lists those per repository).
+		if !rn.Deleted && rn.Scope == scope {
 			all = append(all, rn.json())
 		}
 	}
@@ -468,7 +470,7 @@ func (m *Model) listRunners(w http.ResponseWriter, r *http.Request, c *call) {
 func (m *Model) findRunner(w http.ResponseWriter, r *http.Request, scope string) *Runner {
 	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	rn := m.runners[id]
-	if rn == nil || rn.Deleted || !covers(scope, rn.Scope) {
+	if rn == nil || rn.Deleted || rn.Scope != scope {
 		return nil
 	}
 	return rn

@@ -90,6 +90,10 @@ type Runner struct {
 	Deleted       bool   // removed (by DELETE or after an ephemeral job)
 	JobsDone      int
 	JobResults    []string
+	// What the runner's last leak scan could see: the journal ("all",
+	// "own" messages only, "absent") and how many command lines it read.
+	JournalScope     string
+	ProcessesScanned int
 
 	clientID string
 	pub      *rsa.PublicKey

@@ -171,6 +171,9 @@ type runnerProof struct {
 	Version  string `json:"version"`
 	JobID    int64  `json:"jobId"`
 	Result   string `json:"result"`
+	// The leak scan's reach, reported with the job's result.
+	Journal   string `json:"journal"`
+	Processes int    `json:"processes"`
 }
 
 // verifyProof checks that the runner holds its .credentials_rsaparams key:
@@ -282,6 +285,7 @@ func (m *Model) runnerDone(w http.ResponseWriter, r *http.Request, c *call) {
 	rn.Busy, rn.Status = false, "offline"
 	rn.JobsDone++
 	rn.JobResults = append(rn.JobResults, p.Result)
+	rn.JournalScope, rn.ProcessesScanned = p.Journal, p.Processes
 	if rn.Ephemeral {
 		// GitHub removes an ephemeral runner once its job is done.
 		rn.Deleted = true
