@@ -169,13 +169,19 @@ func TestOperationsWithToken(t *testing.T) {
 				if r.Endpoint == ghmodel.EpGenerateJIT && r.Auth != "token:"+ghmodel.Fingerprint(pat) {
 					t.Errorf("request auth %q", r.Auth)
 				}
+				if r.Accept != "application/vnd.github+json" || r.APIVersion != "2022-11-28" || r.UserAgent != "imagebake-runnerreg" {
+					t.Errorf("request headers: %+v", r)
+				}
 			}
 		})
 	}
 }
 
 func TestListRunnersPages(t *testing.T) {
-	e := newTokenEnv(t, false, "https://github.com/acme/app")
+	m := ghmodel.New(ghmodel.Options{ReuseRunnerKey: true})
+	t.Cleanup(m.Close)
+	m.AddToken(pat)
+	e := env{m: m, c: newClient(t, m, "https://github.com/acme/app", runnerreg.Options{Token: runnerreg.NewSecret(pat)})}
 	ctx := context.Background()
 	for i := range 205 {
 		if _, err := e.c.MintJIT(ctx, fmt.Sprintf("r-%03d", i), []string{"l"}, 1, ""); err != nil {

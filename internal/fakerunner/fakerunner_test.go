@@ -112,7 +112,8 @@ func (e env) run(t *testing.T, asRoot bool, extra []string, script string, args 
 	if errors.As(err, &ee) {
 		code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("%s: %v", script, err)
+		t.Errorf("%s: %v", script, err) // not Fatal: run is also called from goroutines
+		return result{code: -1}
 	}
 	return result{code, so.String(), se.String()}
 }
@@ -184,6 +185,35 @@ func TestJobEnvironment(t *testing.T) {
 	}
 	if strings.Contains(string(b), "ACTIONS_RUNNER_INPUT_") || !strings.Contains(string(b), "ACTIONS_RUNNER_HOOK_JOB_STARTED=") {
 		t.Errorf("job environment:\n%s", b)
+	}
+}
+
+// TestBusyRunnerNotDeleted deletes a runner while its job runs: GitHub
+// refuses (422), and the job completes.
+func TestBusyRunnerNotDeleted(t *testing.T) {
+	e := setup(t, false)
+	e.m.SetJobSeconds(3)
+	j := e.mint(t, "vm-busy")
+	done := make(chan result, 1)
+	go func() {
+		done <- e.run(t, false, []string{"ACTIONS_RUNNER_INPUT_JITCONFIG=" + j.EncodedJITConfig.Reveal()}, "run.sh")
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if rn, _ := e.m.Runner(j.RunnerID); rn.Busy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the runner never became busy")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	err := e.c.DeleteRunner(context.Background(), j.RunnerID)
+	if runnerreg.StatusCode(err) != 422 {
+		t.Errorf("deleting a busy runner: %v, want 422", err)
+	}
+	if r := <-done; r.code != 0 || e.exists(".runner") {
+		t.Errorf("run.sh = %d\n%s", r.code, r.stderr)
 	}
 }
 

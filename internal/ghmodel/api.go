@@ -108,14 +108,20 @@ func (m *Model) wrap(ep Endpoint, h func(http.ResponseWriter, *http.Request, *ca
 		}
 		sw := &statusWriter{ResponseWriter: w}
 		w.Header().Set("X-GitHub-Api-Version-Selected", "2022-11-28")
-		h(sw, r, c)
+		if r.Header.Get("User-Agent") == "" && !strings.HasPrefix(string(ep), "runner-") {
+			// GitHub refuses API requests without a User-Agent.
+			writeErr(sw, http.StatusForbidden, "Request forbidden by administrative rules. Please make sure your request has a User-Agent header.")
+		} else {
+			h(sw, r, c)
+		}
 		m.record(r, ep, sw.status, c.auth, false)
 	}
 }
 
 func (m *Model) record(r *http.Request, ep Endpoint, status int, auth string, injected bool) {
 	m.mu.Lock()
-	m.reqs = append(m.reqs, Request{Time: m.now(), Method: r.Method, Path: r.URL.Path, Endpoint: ep, Status: status, Auth: auth, Injected: injected})
+	m.reqs = append(m.reqs, Request{Time: m.now(), Method: r.Method, Path: r.URL.Path, Endpoint: ep, Status: status, Auth: auth, Injected: injected,
+		Accept: r.Header.Get("Accept"), APIVersion: r.Header.Get("X-GitHub-Api-Version"), UserAgent: r.Header.Get("User-Agent")})
 	m.mu.Unlock()
 	m.logf("ghmodel: %s %s → %d %s", r.Method, r.URL.Path, status, auth)
 }
@@ -384,12 +390,20 @@ func (m *Model) generateJIT(w http.ResponseWriter, r *http.Request, c *call) {
 // createRunner registers a runner (JIT or config.sh) and builds its files.
 // replace removes a runner of the same name first, as config.sh --replace.
 func (m *Model) createRunner(scope, name string, labels []string, group int64, work string, jit, ephemeral, replace bool) (*Runner, runnerFiles, int, string) {
-	key, err := rsa.GenerateKey(rand.Reader, m.keyBits)
-	if err != nil {
-		return nil, nil, http.StatusInternalServerError, "key generation failed"
+	m.mu.Lock()
+	key := m.sharedKey
+	m.mu.Unlock()
+	if key == nil {
+		var err error
+		if key, err = rsa.GenerateKey(rand.Reader, m.keyBits); err != nil {
+			return nil, nil, http.StatusInternalServerError, "key generation failed"
+		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.opts.ReuseRunnerKey && m.sharedKey == nil {
+		m.sharedKey = key
+	}
 	for _, old := range m.runners {
 		if !old.Deleted && old.Scope == scope && strings.EqualFold(old.Name, name) {
 			if !replace {

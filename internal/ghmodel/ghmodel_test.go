@@ -35,6 +35,7 @@ func call(t *testing.T, m *ghmodel.Model, method, path, auth string, body any) a
 	if auth != "" {
 		req.Header.Set("Authorization", "Bearer "+auth)
 	}
+	req.Header.Set("User-Agent", "ghmodel-test")
 	resp, err := m.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +124,22 @@ func TestGenerateJITShapes(t *testing.T) {
 	}
 }
 
-func TestListPagesDeleteBusy(t *testing.T) {
+func TestUserAgentRequired(t *testing.T) {
+	m, _ := newModel(t, ghmodel.Options{})
+	req, _ := http.NewRequest("POST", m.URL()+"/repos/acme/app/actions/runners/registration-token", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("User-Agent", "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Errorf("no User-Agent: %d, want 403", resp.StatusCode)
+	}
+}
+
+func TestListPagesAndDelete(t *testing.T) {
 	m, _ := newModel(t, ghmodel.Options{})
 	for _, n := range []string{"a", "b", "c"} {
 		if a := call(t, m, "POST", jitPath, tok, map[string]any{"name": n, "runner_group_id": 1, "labels": []string{"x"}}); a.status != 201 {

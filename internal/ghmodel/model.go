@@ -69,8 +69,11 @@ type Options struct {
 	InstallationTokenTTL time.Duration
 	// RunnerKeyBits sizes the RSA key each runner gets (default 2048).
 	RunnerKeyBits int
-	Logger        *slog.Logger // request lines, never secrets; default discards
-	Now           func() time.Time
+	// ReuseRunnerKey gives every runner the same RSA key: for tests that
+	// register hundreds of runners and never connect them.
+	ReuseRunnerKey bool
+	Logger         *slog.Logger // request lines, never secrets; default discards
+	Now            func() time.Time
 }
 
 // Runner is a registered runner as the model holds it.
@@ -129,6 +132,8 @@ type Request struct {
 	Status   int
 	Auth     string // "", "token:<fp>", "installation:<id>", "app-jwt:<app>", "runner:<id>"
 	Injected bool
+	// The headers GitHub asks clients for.
+	Accept, APIVersion, UserAgent string
 }
 
 // Fault makes the Nth call (1-based; 0 means every call) to Endpoint
@@ -190,6 +195,7 @@ type Model struct {
 	instTTL   time.Duration
 	keyBits   int
 	advertise string
+	sharedKey *rsa.PrivateKey
 }
 
 type watched struct{ kind, value string }
