@@ -360,14 +360,6 @@ func TestAppAuth(t *testing.T) {
 				App:    &runnerreg.AppCredentials{AppID: "4242", PrivateKey: runnerreg.NewSecret(string(keyPEM))},
 				Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 			})
-			if tc.name == "org covers repo" {
-				// The repository has no installation of its own.
-				_, err := c.MintJIT(ctx, "vm-1", []string{"l"}, 1, "")
-				if runnerreg.StatusCode(err) != 404 {
-					t.Fatalf("err = %v, want the installation lookup's 404", err)
-				}
-				return
-			}
 			if _, err := c.MintJIT(ctx, "vm-1", []string{"l"}, 1, ""); err != nil {
 				t.Fatal(err)
 			}
@@ -392,6 +384,21 @@ func TestAppAuth(t *testing.T) {
 				t.Errorf("secret in logs: %s", logs.String())
 			}
 		})
+	}
+}
+
+func TestAppNotInstalled(t *testing.T) {
+	key, keyPEM := newKey(t)
+	m := ghmodel.New(ghmodel.Options{})
+	defer m.Close()
+	m.RegisterApp("4242", &key.PublicKey)
+	m.Install("4242", "other/app")
+	c := newClient(t, m, "https://github.com/acme/app", runnerreg.Options{
+		App: &runnerreg.AppCredentials{AppID: "4242", PrivateKey: runnerreg.NewSecret(string(keyPEM))},
+	})
+	_, err := c.MintJIT(context.Background(), "vm-1", []string{"l"}, 1, "")
+	if runnerreg.StatusCode(err) != 404 || !strings.Contains(err.Error(), "installation on acme/app") || len(m.Mints()) != 0 {
+		t.Fatalf("err = %v, want the installation lookup's 404", err)
 	}
 }
 

@@ -255,9 +255,11 @@ func (m *Model) getInstallation(w http.ResponseWriter, r *http.Request, c *call)
 	}
 	scope := reqScope(r)
 	m.mu.Lock()
+	// A repository's installation may be its organization's (the app
+	// installed on the organization with access to the repository).
 	var found *installation
 	for _, in := range m.insts {
-		if in.appID == a.id && in.scope == scope {
+		if in.appID == a.id && covers(in.scope, scope) && (found == nil || in.scope == scope) {
 			found = in
 		}
 	}
@@ -481,7 +483,7 @@ func (m *Model) listRunners(w http.ResponseWriter, r *http.Request, c *call) {
 	writeJSON(w, http.StatusOK, map[string]any{"total_count": len(all), "runners": append([]runnerJSON{}, all[lo:hi]...)})
 }
 
-func (m *Model) findRunner(w http.ResponseWriter, r *http.Request, scope string) *Runner {
+func (m *Model) findRunner(r *http.Request, scope string) *Runner {
 	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	rn := m.runners[id]
 	if rn == nil || rn.Deleted || rn.Scope != scope {
@@ -496,7 +498,7 @@ func (m *Model) getRunner(w http.ResponseWriter, r *http.Request, c *call) {
 		return
 	}
 	m.mu.Lock()
-	rn := m.findRunner(w, r, scope)
+	rn := m.findRunner(r, scope)
 	var j runnerJSON
 	if rn != nil {
 		j = rn.json()
@@ -515,7 +517,7 @@ func (m *Model) deleteRunner(w http.ResponseWriter, r *http.Request, c *call) {
 		return
 	}
 	m.mu.Lock()
-	rn := m.findRunner(w, r, scope)
+	rn := m.findRunner(r, scope)
 	busy := rn != nil && rn.Busy
 	if rn != nil && !busy {
 		rn.Deleted = true

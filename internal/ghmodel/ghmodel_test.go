@@ -255,3 +255,19 @@ func TestSessionNeedsProof(t *testing.T) {
 		t.Errorf("forged session: %d, sessions %d", resp.StatusCode, m.Sessions("a"))
 	}
 }
+
+func TestAdvertiseURL(t *testing.T) {
+	m, _ := newModel(t, ghmodel.Options{AdvertiseURL: "http://10.0.2.2:8123/"})
+	if m.RunnerURL() != "http://10.0.2.2:8123/_standin/runner/" {
+		t.Errorf("RunnerURL = %s", m.RunnerURL())
+	}
+	a := call(t, m, "POST", jitPath, tok, map[string]any{"name": "a", "runner_group_id": 1, "labels": []string{"x"}})
+	files, err := ghmodel.DecodeJITConfig(a.body["encoded_jit_config"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var settings map[string]any
+	if err := json.Unmarshal(files[".runner"], &settings); err != nil || settings["serverUrl"] != "http://10.0.2.2:8123/_standin/runner/" {
+		t.Errorf(".runner = %s", files[".runner"])
+	}
+}
