@@ -315,6 +315,36 @@ func TestLeakInAnotherProcess(t *testing.T) {
 	}
 }
 
+// TestLeakInJournal puts a journalctl on PATH whose journal holds the
+// registration token (this host has no journald to log to).
+func TestLeakInJournal(t *testing.T) {
+	e := setup(t, false)
+	rt, err := e.c.RegistrationToken(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(filepath.Dir(e.dir), "fakebin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	journal := "#!/bin/sh\nprintf '%s\\n' '_CMDLINE=/bin/sh -c echo token' 'MESSAGE=got " + rt.Token.Reveal() + "'\n"
+	if err := os.WriteFile(filepath.Join(bin, "journalctl"), []byte(journal), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	j := e.mint(t, "vm-journal")
+	r := e.run(t, false, []string{"ACTIONS_RUNNER_INPUT_JITCONFIG=" + j.EncodedJITConfig.Reveal(), "PATH=" + bin + ":/usr/bin:/bin"}, "run.sh")
+	if r.code != fakerunner.ExitSecretLeaked || !strings.Contains(r.stderr, "registration-token") || !strings.Contains(r.stderr, "journal") {
+		t.Fatalf("run.sh = %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	leaks := e.m.Leaks()
+	if len(leaks) != 1 || leaks[0].Where != "journal" || leaks[0].Kind != "registration-token" {
+		t.Errorf("leaks = %+v", leaks)
+	}
+	if rn, _ := e.m.Runner(j.RunnerID); os.Geteuid() == 0 && rn.JournalScope != "own" {
+		t.Errorf("journal scope = %q, want own (nobody is in no journal group)", rn.JournalScope)
+	}
+}
+
 func TestLeakJITConfigInArgv(t *testing.T) {
 	e := setup(t, false)
 	j := e.mint(t, "vm-argv")
