@@ -105,7 +105,13 @@ func Build(o Options) (Tarball, error) {
 		if bytes.HasPrefix(b, []byte("#!")) {
 			mode = 0o755
 		}
-		files = append(files, entry{strings.TrimPrefix(p, "layout/"), mode, b})
+		// layout/binfiles holds the archive's bin/: the repository's
+		// .gitignore ignores every directory named bin.
+		name := strings.TrimPrefix(p, "layout/")
+		if rest, ok := strings.CutPrefix(name, "binfiles/"); ok {
+			name = "bin/" + rest
+		}
+		files = append(files, entry{name, mode, b})
 		return nil
 	})
 	if err != nil {

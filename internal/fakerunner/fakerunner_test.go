@@ -1,7 +1,9 @@
 package fakerunner_test
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -475,6 +477,28 @@ func TestBuild(t *testing.T) {
 	sum := sha256.Sum256(a.Data)
 	if a.SHA256 != b.SHA256 || a.SHA256 != hex.EncodeToString(sum[:]) || a.Name != "actions-runner-linux-x64-2.336.0.tar.gz" {
 		t.Errorf("builds differ or bad hash/name: %s %s %s", a.SHA256, b.SHA256, a.Name)
+	}
+	names := map[string]int64{}
+	zr, err := gzip.NewReader(bytes.NewReader(a.Data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names[h.Name] = h.Mode
+	}
+	for name, mode := range map[string]int64{"./config.sh": 0o755, "./run.sh": 0o755, "./run-helper.sh.template": 0o755, "./env.sh": 0o755,
+		"./safe_sleep.sh": 0o755, "./bin/Runner.Listener": 0o755, "./bin/installdependencies.sh": 0o755, "./bin/standin.json": 0o644} {
+		if got, ok := names[name]; !ok || got != mode {
+			t.Errorf("tarball entry %s: mode %o (present %v), want %o", name, got, ok, mode)
+		}
 	}
 	for _, bad := range []fakerunner.Options{{Version: "v2.336.0"}, {Version: "2.336"}, {Version: version, RegisterURL: "file:///x"}} {
 		if _, err := fakerunner.Build(bad); err == nil {
