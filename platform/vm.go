@@ -306,6 +306,11 @@ func (vm *VM) runHook(op *operation, deleting bool) {
 		default:
 			err = m.PowerOff(p.ctx)
 		}
+		if deleting && err == nil {
+			// A deleted VM has no metadata service any more; closed before
+			// the state says deleted, so a waiter never sees it answer.
+			_ = vm.imds.Close()
+		}
 		p.mu.Lock()
 		final := StateDeallocated
 		if deleting {
@@ -318,10 +323,6 @@ func (vm *VM) runHook(op *operation, deleting bool) {
 		vm.setStateLocked(final, err)
 		op.finishLocked(p.cfg.Now(), err)
 		p.mu.Unlock()
-		if final == StateDeleted {
-			// A deleted VM has no metadata service any more.
-			_ = vm.imds.Close()
-		}
 		if err != nil {
 			p.event(vm.name, "platform", fmt.Sprintf("%s failed: %v", what, err))
 		} else {
