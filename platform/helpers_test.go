@@ -22,9 +22,13 @@ type fakeMachine struct {
 	release   chan struct{} // when set, calls block until it is closed
 }
 
-func (m *fakeMachine) call(n *int) error {
+func (m *fakeMachine) call(ctx context.Context, n *int) error {
 	if m.release != nil {
-		<-m.release
+		select {
+		case <-m.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -32,8 +36,8 @@ func (m *fakeMachine) call(n *int) error {
 	return m.err
 }
 
-func (m *fakeMachine) PowerOff(ctx context.Context) error { return m.call(&m.poweroffs) }
-func (m *fakeMachine) Destroy(ctx context.Context) error  { return m.call(&m.destroys) }
+func (m *fakeMachine) PowerOff(ctx context.Context) error { return m.call(ctx, &m.poweroffs) }
+func (m *fakeMachine) Destroy(ctx context.Context) error  { return m.call(ctx, &m.destroys) }
 
 func (m *fakeMachine) counts() (int, int) {
 	m.mu.Lock()
