@@ -177,4 +177,6 @@ func newFixture(t *testing.T, cfg Config) *fixture {
 	return f
 }
 
-func bearerHdr(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok} }
+func bearerHdr(tok string) map[string]string {
+	return map[string]string{"Authorization": "Bearer " + tok}
+}
