@@ -140,7 +140,8 @@ func (c CloudConfig) YAML() ([]byte, error) {
 // Relay joins in and out to a TCP connection to addr, which must be a
 // loopback address: the relay runs for a guest's connection and must never
 // become a way out of the host. It returns when the far side has finished
-// sending (or ctx ends).
+// sending (or ctx ends); the copy from in may then still be blocked in a
+// read, which is why RelayMain is meant to exit right after.
 func Relay(ctx context.Context, addr string, in io.Reader, out io.Writer) error {
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil || !ap.Addr().IsLoopback() {

@@ -335,7 +335,8 @@ func (p *Platform) Close(ctx context.Context) error {
 		p.cancel()
 		var errs []error
 		for _, s := range servers {
-			if err := s.Shutdown(ctx); err != nil {
+			// A deleted VM's IMDS server is already closed; that is no error.
+			if err := s.Shutdown(ctx); err != nil && !errors.Is(err, net.ErrClosed) {
 				errs = append(errs, err)
 				_ = s.Close()
 			}
