@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,12 +20,14 @@ import (
 // qemuMachine is the smallest Machine over a real QEMU process: both
 // deallocate and delete end the process (the test needs no restart).
 type qemuMachine struct {
-	cmd  *exec.Cmd
-	once sync.Once
-	done chan struct{}
+	cmd   *exec.Cmd
+	once  sync.Once
+	done  chan struct{}
+	asked atomic.Bool // the platform (or cleanup) stopped it
 }
 
 func (m *qemuMachine) stop() error {
+	m.asked.Store(true)
 	m.once.Do(func() { _ = m.cmd.Process.Kill() })
 	<-m.done
 	return nil
@@ -170,7 +173,7 @@ func TestQEMUGuestReachesPlatform(t *testing.T) {
 	go func() {
 		select {
 		case <-m.done: // QEMU ended by itself: stop waiting
-			if vm.Status().State != StateDeleted {
+			if !m.asked.Load() {
 				cancel()
 			}
 		case <-ctx.Done():
