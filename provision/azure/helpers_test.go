@@ -21,6 +21,8 @@ const sub = "00000000-0000-0000-0000-00000000abcd"
 type sent struct {
 	Method, Path string
 	Body         []byte
+	// RetryAfter is the answer's Retry-After header.
+	RetryAfter string
 }
 
 // recorder is a Transporter that keeps what was sent.
@@ -36,10 +38,21 @@ func (r *recorder) Do(req *http.Request) (*http.Response, error) {
 		body, _ = io.ReadAll(req.Body)
 		req.Body = io.NopCloser(bytes.NewReader(body))
 	}
+	resp, err := r.next.Do(req)
+	s := sent{Method: req.Method, Path: req.URL.Path, Body: body}
+	if err == nil {
+		s.RetryAfter = resp.Header.Get("Retry-After")
+	}
 	r.mu.Lock()
-	r.reqs = append(r.reqs, sent{Method: req.Method, Path: req.URL.Path, Body: body})
+	r.reqs = append(r.reqs, s)
 	r.mu.Unlock()
-	return r.next.Do(req)
+	return resp, err
+}
+
+func (r *recorder) all() []sent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]sent(nil), r.reqs...)
 }
 
 // find returns the requests with the method whose path ends in suffix

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -124,30 +125,30 @@ func TestThrottleAboveTheLimitFails(t *testing.T) {
 // Polls come no more often than Azure's Retry-After asks, starting from
 // the answer that accepted the operation; without one, at PollFrequency.
 func TestPollsFollowRetryAfter(t *testing.T) {
-	for _, tc := range []struct {
-		retryAfter int
-		want       time.Duration
-	}{
-		{7, 7 * time.Second},
-		{0, 5 * time.Millisecond},
-	} {
-		e := newEnv(t, azmodel.Options{LRORetryAfter: tc.retryAfter, InProgressPolls: 2}, Config{})
+	for _, retryAfter := range []int{7, 0} {
+		e := newEnv(t, azmodel.Options{LRORetryAfter: retryAfter, InProgressPolls: 2}, Config{})
 		rg, _ := e.vm(t, VMSpec{})
-		before := len(e.recordedWaits())
+		before, sentBefore := len(e.recordedWaits()), len(e.rec.all())
 		if err := e.c.Deallocate(context.Background(), rg, "ib-t-vm"); err != nil {
 			t.Fatal(err)
 		}
-		waits := e.recordedWaits()[before:]
-		if len(waits) < 2 {
-			t.Fatalf("Retry-After %d: %d waits", tc.retryAfter, len(waits))
+		waits, reqs := e.recordedWaits()[before:], e.rec.all()[sentBefore:]
+		// The answers: the accepting POST, then each poll (and perhaps a
+		// final read); wait i follows answer i.
+		if len(waits) < 2 || len(reqs) <= len(waits) {
+			t.Fatalf("Retry-After %d: %d requests, %d waits", retryAfter, len(reqs), len(waits))
 		}
-		for _, w := range waits {
-			if w != tc.want {
-				t.Errorf("Retry-After %d: waited %v, want %v each time (%v)", tc.retryAfter, w, tc.want, waits)
+		for i, w := range waits {
+			want := 5 * time.Millisecond
+			if s, err := strconv.Atoi(reqs[i].RetryAfter); err == nil && s > 0 {
+				want = time.Duration(s) * time.Second
+			}
+			if w != want {
+				t.Errorf("Retry-After %d: wait %d after %s %s (Retry-After %q) was %v, want %v", retryAfter, i, reqs[i].Method, reqs[i].Path, reqs[i].RetryAfter, w, want)
 			}
 		}
-		if polls := e.count("Operations_Get"); polls == 0 {
-			t.Error("no polls")
+		if retryAfter == 7 && waits[0] != 7*time.Second {
+			t.Errorf("the first poll did not wait for the accepting answer's Retry-After: %v", waits)
 		}
 	}
 }
