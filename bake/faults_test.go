@@ -63,13 +63,49 @@ func (s *stageTracker) stageOf(i int) string {
 	return st
 }
 
+// existingGroup is the --build-resource-group of the fault matrix's second
+// run: a bake there deletes what it made one resource at a time.
+const existingGroup = "existing-build-rg"
+
+// faultEnv is a served model for one bake, with the existing build group
+// when the matrix runs in it.
+func faultEnv(t *testing.T, inExisting bool) (*aztest.Env, AzureOptions) {
+	e := aztest.New(t, azmodel.Options{}, nil)
+	opts := options(t, e)
+	if inExisting {
+		if err := opts.Clients.CreateResourceGroup(context.Background(), existingGroup, "eastus", map[string]string{"owner": "platform"}); err != nil {
+			t.Fatal(err)
+		}
+		opts.BuildResourceGroup = existingGroup
+	}
+	return e, opts
+}
+
+// leftovers are the build's resources still there; the existing group
+// itself is not the build's, and its absence is reported as a leftover of
+// another kind: the bake must never delete it.
+func leftovers(e *aztest.Env, inExisting bool) []string {
+	var out []string
+	found := false
+	for _, l := range e.BuildLeftovers() {
+		if strings.HasSuffix(strings.ToLower(l), "/resourcegroups/"+existingGroup) {
+			found = true
+			continue
+		}
+		out = append(out, l)
+	}
+	if inExisting && !found {
+		out = append(out, "(the existing group "+existingGroup+" was deleted)")
+	}
+	return out
+}
+
 // cleanBakeCalls bakes once without faults and returns every Resource
 // Manager call it made, in order.
-func cleanBakeCalls(t *testing.T) ([]call, []string) {
-	e := aztest.New(t, azmodel.Options{}, nil)
+func cleanBakeCalls(t *testing.T, inExisting bool) ([]call, []string) {
+	e, opts := faultEnv(t, inExisting)
 	e.Model.ResetRequests()
 	tr := &stageTracker{model: e.Model}
-	opts := options(t, e)
 	opts.Sink = tr
 	if _, err := Azure(context.Background(), loadRunner(t), opts); err != nil {
 		t.Fatalf("clean bake: %v", err)
@@ -105,14 +141,13 @@ type faultResult struct {
 	cleanupPhase bool
 }
 
-func runFault(t *testing.T, name string, rule *azmodel.Rule, cancelAt string) faultResult {
-	e := aztest.New(t, azmodel.Options{}, nil)
+func runFault(t *testing.T, inExisting bool, name string, rule *azmodel.Rule, cancelAt string) faultResult {
+	e, opts := faultEnv(t, inExisting)
 	if rule != nil {
 		e.Model.MustAddRule(*rule)
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
-	opts := options(t, e)
 	opts.CleanupRetryDelay = 10 * time.Millisecond
 	opts.Sink = &stageTracker{model: e.Model, onStart: func(stage string) {
 		if stage == cancelAt {
@@ -120,7 +155,7 @@ func runFault(t *testing.T, name string, rule *azmodel.Rule, cancelAt string) fa
 		}
 	}}
 	m, err := Azure(ctx, loadRunner(t), opts)
-	return faultResult{name: name, err: err, leftovers: e.BuildLeftovers(), newVersions: len(e.Versions()), failedStage: m.FailedStage}
+	return faultResult{name: name, err: err, leftovers: leftovers(e, inExisting), newVersions: len(e.Versions()), failedStage: m.FailedStage}
 }
 
 // TestFaultMatrix injects a failure into every Resource Manager call a bake
@@ -128,15 +163,31 @@ func runFault(t *testing.T, name string, rule *azmodel.Rule, cancelAt string) fa
 // and interrupts the bake at every stage. Every bake must fail, name its
 // stage, and leave no build resource and no version behind. A fault in a
 // cleanup call must be absorbed by the cleanup's retry, leaving nothing.
+// The matrix runs twice: with a temporary resource group (deleted whole)
+// and in an existing --build-resource-group (each resource the build made
+// deleted on its own, the group left alone).
 func TestFaultMatrix(t *testing.T) {
-	calls, stages := cleanBakeCalls(t)
+	injected, failedCleanly, leaked := 0, 0, 0
+	for _, inExisting := range []bool{false, true} {
+		i, f, l := faultMatrix(t, inExisting)
+		injected, failedCleanly, leaked = injected+i, failedCleanly+f, leaked+l
+	}
+	fmt.Printf("fault matrix: %d faults injected, %d bakes failed cleanly, %d resources leaked\n", injected, failedCleanly, leaked)
+}
+
+func faultMatrix(t *testing.T, inExisting bool) (injected, failedCleanly, leaked int) {
+	mode := "temporary resource group"
+	if inExisting {
+		mode = "existing resource group " + existingGroup
+	}
+	calls, stages := cleanBakeCalls(t, inExisting)
 	if len(calls) < 15 {
 		t.Fatalf("a clean bake made only %d Resource Manager calls", len(calls))
 	}
 	var results []faultResult
 	for _, c := range calls {
 		rule := azmodel.Rule{Op: c.op, Method: c.method, Nth: c.nth, Status: 409, Code: "InjectedConflict", Message: "fault matrix"}
-		r := runFault(t, fmt.Sprintf("%s #%d (%s, stage %s) → 409", c.op, c.nth, c.method, c.stage), &rule, "")
+		r := runFault(t, inExisting, fmt.Sprintf("%s #%d (%s, stage %s) → 409", c.op, c.nth, c.method, c.stage), &rule, "")
 		r.cleanupPhase = c.stage == "cleanup"
 		// Replication progress is read with GETs while publishing; a failed
 		// read only costs a progress line.
@@ -145,24 +196,24 @@ func TestFaultMatrix(t *testing.T) {
 		if c.lro {
 			lro := azmodel.FailLRO(c.method, "", c.nth, "InjectedFailure", "fault matrix")
 			lro.Op = c.op
-			r := runFault(t, fmt.Sprintf("%s #%d (stage %s) → LRO Failed", c.op, c.nth, c.stage), &lro, "")
+			r := runFault(t, inExisting, fmt.Sprintf("%s #%d (stage %s) → LRO Failed", c.op, c.nth, c.stage), &lro, "")
 			r.cleanupPhase = c.stage == "cleanup"
 			results = append(results, r)
 		}
 	}
 	for _, s := range stages {
-		results = append(results, runFault(t, "SIGINT at stage "+s, nil, s))
+		results = append(results, runFault(t, inExisting, "SIGINT at stage "+s, nil, s))
 	}
 
-	injected, failedCleanly, leaked, cleanupFaults, cleanupRecovered, tolerated := 0, 0, 0, 0, 0, 0
+	cleanupFaults, cleanupRecovered, tolerated := 0, 0, 0
 	for _, r := range results {
 		leaked += len(r.leftovers)
 		if len(r.leftovers) > 0 {
-			t.Errorf("%s: leaked %v", r.name, r.leftovers)
+			t.Errorf("%s: %s: leaked %v", mode, r.name, r.leftovers)
 		}
 		if r.bestEffort {
 			if r.err != nil || r.newVersions != 1 {
-				t.Errorf("%s: a failed progress read failed the bake: %v", r.name, r.err)
+				t.Errorf("%s: %s: a failed progress read failed the bake: %v", mode, r.name, r.err)
 			}
 			tolerated++
 			continue
@@ -173,24 +224,24 @@ func TestFaultMatrix(t *testing.T) {
 			if r.err == nil && len(r.leftovers) == 0 && r.newVersions == 1 {
 				cleanupRecovered++
 			} else {
-				t.Errorf("%s: cleanup fault not absorbed: err=%v versions=%d", r.name, r.err, r.newVersions)
+				t.Errorf("%s: %s: cleanup fault not absorbed: err=%v versions=%d", mode, r.name, r.err, r.newVersions)
 			}
 			continue
 		}
 		injected++
 		switch {
 		case r.err == nil:
-			t.Errorf("%s: the bake succeeded despite the fault", r.name)
+			t.Errorf("%s: %s: the bake succeeded despite the fault", mode, r.name)
 		case r.failedStage == "" || !strings.Contains(r.err.Error(), "stage "+r.failedStage):
-			t.Errorf("%s: the error does not name its stage: %v", r.name, r.err)
+			t.Errorf("%s: %s: the error does not name its stage: %v", mode, r.name, r.err)
 		case r.newVersions != 0:
-			t.Errorf("%s: a version was left behind (%d)", r.name, r.newVersions)
+			t.Errorf("%s: %s: a version was left behind (%d)", mode, r.name, r.newVersions)
 		case len(r.leftovers) == 0:
 			failedCleanly++
 		}
 	}
-	t.Logf("fault matrix: %d faults injected, %d bakes failed cleanly, %d resources leaked", injected, failedCleanly, leaked)
-	t.Logf("cleanup faults: %d injected, %d absorbed by retry, 0 left behind", cleanupFaults, cleanupRecovered)
-	t.Logf("progress-read faults: %d injected, %d bakes still published, 0 left behind", tolerated, tolerated)
-	fmt.Printf("fault matrix: %d faults injected, %d bakes failed cleanly, %d resources leaked\n", injected, failedCleanly, leaked)
+	t.Logf("%s: fault matrix: %d faults injected, %d bakes failed cleanly, %d resources leaked", mode, injected, failedCleanly, leaked)
+	t.Logf("%s: cleanup faults: %d injected, %d absorbed by retry, 0 left behind", mode, cleanupFaults, cleanupRecovered)
+	t.Logf("%s: progress-read faults: %d injected, %d bakes still published, 0 left behind", mode, tolerated, tolerated)
+	return injected, failedCleanly, leaked
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/imagebake/imagebake/checks"
 	"github.com/imagebake/imagebake/gallery"
 	"github.com/imagebake/imagebake/internal/buildinfo"
+	"github.com/imagebake/imagebake/internal/contract"
 	"github.com/imagebake/imagebake/provision/qemu"
 	"github.com/imagebake/imagebake/provision/sshsession"
 	"github.com/imagebake/imagebake/recipes"
@@ -28,35 +29,39 @@ import (
 // session; deprovisioning deletes it.
 const BuildUser = "imagebake"
 
-// Tags imagebake records on every version it publishes.
+// Tags imagebake records on every version it publishes; they are spelled in
+// internal/contract.
 const (
-	TagRecipe      = gallery.TagRecipe
-	TagRecipeHash  = gallery.TagRecipeHash
-	TagRunner      = gallery.TagRunner
-	TagBaseImage   = gallery.TagBaseImage
-	TagBaseVersion = gallery.TagBaseVersion
-	TagImagebake   = gallery.TagImagebake
-	TagCommit      = gallery.TagCommit
-	TagBuildID     = gallery.TagBuildID
-	TagMachineID   = gallery.TagMachineID
-	TagHostKeys    = gallery.TagHostKeys
+	TagRecipe      = contract.TagRecipe
+	TagRecipeHash  = contract.TagRecipeHash
+	TagRunner      = contract.TagRunner
+	TagBaseImage   = contract.TagBaseImage
+	TagBaseVersion = contract.TagBaseVersion
+	TagImagebake   = contract.TagImagebake
+	TagCommit      = contract.TagCommit
+	TagBuildID     = contract.TagBuildID
+	TagMachineID   = contract.TagMachineID
+	TagHostKeys    = contract.TagHostKeys
 )
 
 // LocalOptions configure a local bake.
 type LocalOptions struct {
-	Store       gallery.Store
-	CacheDir    string // base images and downloads
-	LogDir      string // the build's logs (serial console, cloud-init logs)
-	Version     string // a pinned X.Y.Z; empty: the next patch in the recipe's line
-	MemoryMiB   int
-	CPUs        int
-	KeepOnFail  bool
-	Abort       <-chan struct{} // closed on a second Ctrl-C: stop cleaning up
-	Progress    io.Writer       // download progress
-	Logger      *slog.Logger
-	Sink        Sink
-	Commit      string // the recipe repository's commit, when known
-	GitCommit   string
+	Store    gallery.Store
+	CacheDir string // base images and downloads
+	LogDir   string // the build's logs (serial console, cloud-init logs)
+	Version  string // a pinned X.Y.Z; empty: the next patch in the recipe's line
+	// MemoryMiB and CPUs override the recipe's build.memoryMiB and
+	// build.cpus, for a bake and for a verify.
+	MemoryMiB  int
+	CPUs       int
+	KeepOnFail bool
+	Abort      <-chan struct{} // closed on a second Ctrl-C: stop cleaning up
+	Progress   io.Writer       // download progress
+	Logger     *slog.Logger
+	Sink       Sink
+	GitCommit  string // the recipe repository's commit, when known
+	// Timeouts bound stages by name (StageTimeouts gives the defaults
+	// with the recipe's over them); nil bounds none.
 	Timeouts    map[string]time.Duration
 	CleanupTime time.Duration
 }
@@ -100,195 +105,175 @@ func ResolveLocalBase(ctx context.Context, r *recipes.Recipe, cacheDir string, p
 	return qemu.Base{}, "", fmt.Errorf("recipe %s has no base.local: add base.local.builtin: debian-bookworm, a path, or a url with sha256", r.Name)
 }
 
+// qemuVM is a VM under QEMU reached over SSH: the ssh stage local bake and
+// verify share, and what boot and ssh leave for the stages after them.
+type qemuVM struct {
+	guest
+	opts    LocalOptions
+	base    qemu.Base
+	machine *qemu.Machine
+	// buildID goes into the machine's temp-folder marker, which gc reads.
+	buildID string
+	// user logs in with signer; the VM presents hostPub.
+	user    string
+	signer  ssh.Signer
+	hostPub ssh.PublicKey
+}
+
+// start boots the VM and registers its cleanup the moment QEMU runs.
+func (q *qemuVM) start(ctx context.Context, hostname, what string, userData []byte) error {
+	machine, err := qemu.Start(ctx, qemu.MachineOptions{Base: q.base, UserData: userData, Hostname: hostname,
+		MemoryMiB: q.set.MemoryMiB, CPUs: q.set.CPUs, LogDir: q.logDir, Logger: q.log, BuildID: q.buildID})
+	if machine != nil {
+		q.machine = machine
+		q.p.OnCleanupKeepable(what+" (qemu, overlay, seed server)", func(context.Context) error { return machine.Destroy() })
+	}
+	return err
+}
+
+// hintKept says how to reach the kept VM after a stage failed, with
+// --keep-on-failure. hintStages maps a failed stage to the stage the hint
+// is shown under.
+func (q *qemuVM) hintKept(failed string, hintStages map[string]string) {
+	if as, ok := hintStages[failed]; ok && q.opts.KeepOnFail {
+		q.p.Note(as, keepHint(q.machine))
+	}
+}
+
+func (q *qemuVM) dial(ctx context.Context) error {
+	s, err := dialWatching(ctx, q.machine, sshsession.Config{Addr: q.machine.SSHAddr(), User: q.user, Signer: q.signer, HostKey: q.hostPub, Logger: q.log})
+	if err != nil {
+		return err
+	}
+	q.opened(s)
+	return nil
+}
+
+// localBake is the local bake's build: what its stages (localBakeStages)
+// hand one another.
+type localBake struct {
+	qemuVM
+	alloc    *gallery.Allocator
+	userData []byte
+	// identity is what generalizing must change, read before
+	// deprovisioning: the machine-id and host keys.
+	identity map[string]string
+	captured qemu.Captured
+}
+
 // Local bakes r on this machine under QEMU and publishes it to opts.Store.
 func Local(ctx context.Context, r *recipes.Recipe, opts LocalOptions) (*Manifest, error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
-	}
-	info := buildinfo.Get()
+	log := loggerOr(opts.Logger)
+	set := localSettings(r, opts)
 	m := &Manifest{Recipe: r.Name, RecipeHash: r.Hash(), Target: "local", Image: r.Gallery.Image,
-		Imagebake: info.Version, Commit: opts.GitCommit, Started: time.Now(), LogDir: opts.LogDir, Resources: map[string]string{}}
-	p := NewPipeline(log, opts.Sink, opts.Timeouts)
-	buildID := NewBuildID()
-
-	err := bakeLocal(ctx, p, r, opts, m, buildID, log)
+		Imagebake: buildinfo.Get().Version, Commit: opts.GitCommit, Started: time.Now(), LogDir: opts.LogDir, Resources: map[string]string{}, Settings: &set}
+	p := NewPipeline(opts.Sink, set.timeouts())
+	err := bakeLocal(ctx, p, r, set, opts, m, log)
 	return finish(p, m, err, UnwindOptions{Timeout: opts.CleanupTime, Keep: opts.KeepOnFail, Abort: opts.Abort}, "baked")
 }
 
-func bakeLocal(ctx context.Context, p *Pipeline, r *recipes.Recipe, opts LocalOptions, m *Manifest, buildID string, log *slog.Logger) error {
-	if err := os.MkdirAll(opts.LogDir, 0o755); err != nil {
-		return fmt.Errorf("log folder %s: %w", opts.LogDir, err)
-	}
-	var base qemu.Base
-	if err := p.Stage(ctx, "base", func(ctx context.Context) (err error) {
-		base, m.BaseImage, err = ResolveLocalBase(ctx, r, opts.CacheDir, opts.Progress, log)
-		m.BaseVersion = filepath.Base(filepath.Dir(base.Disk))
-		return err
-	}); err != nil {
+func bakeLocal(ctx context.Context, p *Pipeline, r *recipes.Recipe, set Settings, opts LocalOptions, m *Manifest, log *slog.Logger) error {
+	if err := prepareLogDir(opts.LogDir); err != nil {
 		return err
 	}
-
-	if err := p.Stage(ctx, "version", func(ctx context.Context) error {
-		versions, err := opts.Store.List(ctx, r.Gallery.Image)
-		if err != nil {
-			return err
-		}
-		if opts.Version != "" {
-			for _, v := range versions {
-				if v.Name == opts.Version {
-					return fmt.Errorf("gallery version %s of %s: %w; versions are never overwritten, choose another", opts.Version, r.Gallery.Image, gallery.ErrVersionExists)
-				}
-			}
-			m.Version = opts.Version
-		} else {
-			names := make([]string, len(versions))
-			for i, v := range versions {
-				names[i] = v.Name
-			}
-			if m.Version, err = gallery.Next(names, r.Gallery.Version); err != nil {
-				return err
-			}
-		}
-		p.Note("version", "will publish "+r.Gallery.Image+" "+m.Version+" (moves to the next patch if a concurrent bake takes it)")
-		return nil
-	}); err != nil {
-		return err
+	b := &localBake{
+		qemuVM: qemuVM{guest: guest{job: job{r: r, set: set, p: p, m: m, log: log, logDir: opts.LogDir}, phase: checks.Build}, opts: opts, user: BuildUser, buildID: NewBuildID()},
+		alloc: &gallery.Allocator{Store: opts.Store, Image: r.Gallery.Image, Line: r.Gallery.Version, Pinned: opts.Version,
+			Log: log, Taken: takenNote(p, r.Gallery.Image)},
 	}
-
-	var (
-		machine  *qemu.Machine
-		signer   ssh.Signer
-		hostPub  ssh.PublicKey
-		session  *sshsession.Session
-		userData []byte
-	)
-	if err := p.Stage(ctx, "render", func(ctx context.Context) error {
-		var authLine, hostPriv, hostLine string
-		var err error
-		if signer, authLine, err = sshsession.NewClientKey(); err != nil {
-			return err
-		}
-		if hostPriv, hostLine, hostPub, err = sshsession.NewHostKey(); err != nil {
-			return err
-		}
-		doc, err := templates.Render(r, templates.Options{HostKeyPrivate: hostPriv, HostKeyPublic: hostLine,
-			BuildUser: BuildUser, BuildAuthorizedKey: authLine})
-		if err != nil {
-			return err
-		}
-		userData = doc.CloudConfig
-		return nil
-	}); err != nil {
-		return err
-	}
-
-	if err := p.Stage(ctx, "boot", func(ctx context.Context) error {
-		mem, cpus := r.Build.MemoryMiB, r.Build.CPUs
-		if opts.MemoryMiB > 0 {
-			mem = opts.MemoryMiB
-		}
-		if opts.CPUs > 0 {
-			cpus = opts.CPUs
-		}
-		var err error
-		machine, err = qemu.Start(ctx, qemu.MachineOptions{Base: base, UserData: userData, Hostname: r.Name,
-			MemoryMiB: mem, CPUs: cpus, LogDir: opts.LogDir, Logger: log})
-		if machine != nil {
-			p.OnCleanupKeepable("build VM (qemu, overlay, seed server)", func(context.Context) error { return machine.Destroy() })
-		}
-		if err != nil {
-			return err
-		}
-		m.Resources["sshAddr"] = machine.SSHAddr()
-		m.Resources["overlay"] = machine.Overlay()
-		m.Resources["serialLog"] = machine.SerialLog()
-		return nil
-	}); err != nil {
-		return err
-	}
-
-	if err := p.Stage(ctx, "ssh", func(ctx context.Context) error {
-		var err error
-		session, err = dialWatching(ctx, machine, sshsession.Config{Addr: machine.SSHAddr(), User: BuildUser, Signer: signer, HostKey: hostPub, Logger: log})
-		if err != nil {
-			return err
-		}
-		p.OnCleanup("ssh session", func(context.Context) error { session.Close(); return nil })
-		return nil
-	}); err != nil {
-		if opts.KeepOnFail {
-			p.Note("ssh", keepHint(machine))
-		}
-		return err
-	}
-
-	results, err := cloudInitAndChecks(ctx, p, session, r, checks.Build, opts.LogDir, m)
-	if err != nil {
-		if opts.KeepOnFail {
-			p.Note("checks", keepHint(machine))
-		}
-		return err
-	}
-	_ = results
-
-	var identity map[string]string
-	if err := p.Stage(ctx, "deprovision", func(ctx context.Context) error {
-		// Record what must differ on a VM booted from the image.
-		identity = buildIdentity(ctx, session)
-		if err := session.Deprovision(ctx, sshsession.LocalDeprovisionSteps(BuildUser)); err != nil {
-			return err
-		}
-		session.Close()
-		p.Forget("ssh session")
-		// The steps end with poweroff; wait for QEMU to exit.
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		defer cancel()
-		if err := machine.Wait(wctx); err != nil {
-			return fmt.Errorf("build VM did not power off after deprovisioning: %w", err)
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-
-	var captured qemu.Captured
-	if err := p.Stage(ctx, "capture", func(ctx context.Context) error {
-		dst := filepath.Join(filepath.Dir(machine.Overlay()), "captured.qcow2")
-		var err error
-		captured, err = machine.Capture(ctx, dst)
-		return err
-	}); err != nil {
-		return err
-	}
-
-	return p.Stage(ctx, "publish", func(ctx context.Context) error {
-		tags := versionTags(r, m, buildID)
-		for k, v := range identity {
-			tags[k] = v
-		}
-		req := gallery.CreateRequest{Version: opts.Version, Source: captured.Path, MoveSource: true, RecipeHash: m.RecipeHash,
-			Tags: tags, ExcludeFromLatest: r.Gallery.ExcludeFromLatest, Regions: []gallery.Region{{Name: "local", Replicas: 1}}}
-		if eol, err := endOfLife(r); err != nil {
-			return err
-		} else if eol != nil {
-			req.EndOfLife = eol
-		}
-		var v gallery.ImageVersion
-		var err error
-		if opts.Version != "" {
-			v, err = opts.Store.Create(ctx, r.Gallery.Image, req)
-		} else {
-			v, err = gallery.Publish(ctx, opts.Store, r.Gallery.Image, r.Gallery.Version, req, 20)
-		}
-		if err != nil {
-			return err
-		}
-		m.Version, m.VersionID, m.Path = v.Name, v.ID, v.Path
-		m.BootCommand = bootCommand(v.Path, base, r.Build.MemoryMiB)
-		p.Note("publish", fmt.Sprintf("%s %s → %s (%d MiB)", r.Gallery.Image, v.Name, v.Path, v.SizeBytes>>20))
-		return nil
+	return Run(ctx, p, b, localBakeStages, func(b *localBake, stage string) {
+		b.hintKept(stage, map[string]string{contract.StageSSH: contract.StageSSH,
+			contract.StageCloudInit: contract.StageChecks, contract.StageChecks: contract.StageChecks})
 	})
+}
+
+func (b *localBake) resolveBase(ctx context.Context) (err error) {
+	b.base, b.m.BaseImage, err = ResolveLocalBase(ctx, b.r, b.opts.CacheDir, b.opts.Progress, b.log)
+	b.m.BaseVersion = filepath.Base(filepath.Dir(b.base.Disk))
+	if l := b.r.Base.Local; err == nil && l.Path != "" {
+		// A path's folder name says nothing about the disk in it; the same
+		// content digest nightly.LocalBaseVersion compares for --if-changed.
+		b.m.BaseVersion, err = qemu.ContentVersion(ctx, b.opts.CacheDir, l.Path, l.Kernel, l.Initrd)
+	}
+	return err
+}
+
+func (b *localBake) previewVersion(ctx context.Context) (err error) {
+	if b.m.Version, err = b.alloc.Preview(ctx); err != nil {
+		return err
+	}
+	b.p.Note(contract.StageVersion, "will publish "+b.r.Gallery.Image+" "+b.m.Version+" (moves to the next patch if a concurrent bake takes it)")
+	return nil
+}
+
+func (b *localBake) render(ctx context.Context) error {
+	k, err := newBootKeys()
+	if err != nil {
+		return err
+	}
+	b.signer, b.hostPub = k.signer, k.hostPub
+	doc, err := templates.Render(b.r, templates.Options{HostKeyPrivate: k.hostPriv, HostKeyPublic: k.hostLine,
+		BuildUser: BuildUser, BuildAuthorizedKey: k.authLine})
+	if err != nil {
+		return err
+	}
+	b.userData = doc.CloudConfig
+	return nil
+}
+
+func (b *localBake) boot(ctx context.Context) error {
+	if err := b.start(ctx, b.r.Name, "build VM", b.userData); err != nil {
+		return err
+	}
+	b.m.Resources["sshAddr"] = b.machine.SSHAddr()
+	b.m.Resources["overlay"] = b.machine.Overlay()
+	b.m.Resources["serialLog"] = b.machine.SerialLog()
+	return nil
+}
+
+func (b *localBake) deprovision(ctx context.Context) error {
+	// Record what must differ on a VM booted from the image.
+	b.identity = buildIdentity(ctx, b.session)
+	if err := b.session.Deprovision(ctx, sshsession.LocalDeprovisionSteps(BuildUser)); err != nil {
+		return err
+	}
+	b.closeSession()
+	// The steps end with poweroff; wait for QEMU to exit.
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if err := b.machine.Wait(wctx); err != nil {
+		return fmt.Errorf("build VM did not power off after deprovisioning: %w", err)
+	}
+	return nil
+}
+
+func (b *localBake) capture(ctx context.Context) (err error) {
+	dst := filepath.Join(filepath.Dir(b.machine.Overlay()), "captured.qcow2")
+	b.captured, err = b.machine.Capture(ctx, dst)
+	return err
+}
+
+func (b *localBake) publish(ctx context.Context) error {
+	r := b.r
+	tags := versionTags(r, b.m, b.buildID)
+	for k, v := range b.identity {
+		tags[k] = v
+	}
+	req := gallery.CreateRequest{Source: b.captured.Path, MoveSource: true, RecipeHash: b.m.RecipeHash,
+		Tags: tags, ExcludeFromLatest: r.Gallery.ExcludeFromLatest, Regions: []gallery.Region{{Name: "local", Replicas: 1}}}
+	eol, err := endOfLife(r)
+	if err != nil {
+		return err
+	}
+	req.EndOfLife = eol
+	v, err := b.alloc.Publish(ctx, req)
+	if err != nil {
+		return err
+	}
+	b.m.Version, b.m.VersionID, b.m.Path = v.Name, v.ID, v.Path
+	b.m.BootCommand = bootCommand(v.Path, b.base, b.set.MemoryMiB)
+	b.p.Note(contract.StagePublish, fmt.Sprintf("%s %s → %s (%d MiB)", r.Gallery.Image, v.Name, v.Path, v.SizeBytes>>20))
+	return nil
 }
 
 // dialWatching dials SSH but gives up at once when QEMU exits (a kernel
@@ -332,47 +317,6 @@ func keepHint(machine *qemu.Machine) string {
 	host, port, _ := strings.Cut(machine.SSHAddr(), ":")
 	return fmt.Sprintf("kept the build VM (--keep-on-failure): ssh -p %s %s@%s (the key was in memory only: add yours with the serial console), overlay %s, console %s",
 		port, BuildUser, host, machine.Overlay(), machine.SerialLog())
-}
-
-// cloudInitAndChecks waits for cloud-init, fails with its logs when it
-// failed, then runs every check.
-func cloudInitAndChecks(ctx context.Context, p *Pipeline, session *sshsession.Session, r *recipes.Recipe, phase checks.Phase, logDir string, m *Manifest) ([]sshsession.CheckResult, error) {
-	if err := p.Stage(ctx, "cloud-init", func(ctx context.Context) error {
-		st, err := session.WaitCloudInit(ctx, 3*time.Second)
-		if err != nil {
-			return err
-		}
-		if err := st.Err(r.Build.AllowRecoverableErrors); err != nil {
-			dir := filepath.Join(logDir, "cloud-init")
-			if cerr := session.CollectLogs(ctx, dir); cerr != nil {
-				return fmt.Errorf("%w (and collecting cloud-init's logs failed: %v)", err, cerr)
-			}
-			excerpt := ""
-			for _, f := range []string{"cloud-init-output.log", "cloud-init.log"} {
-				if b, rerr := os.ReadFile(filepath.Join(dir, f)); rerr == nil {
-					excerpt += "--- " + f + " ---\n" + strings.Join(sshsession.LogExcerpt(string(b), 20), "\n") + "\n"
-				}
-			}
-			return fmt.Errorf("%w\ncloud-init's logs are in %s; the lines that explain it:\n%s", err, dir, excerpt)
-		}
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	var results []sshsession.CheckResult
-	err := p.Stage(ctx, "checks", func(ctx context.Context) error {
-		results = session.RunChecks(ctx, checks.For(r, phase))
-		m.Checks = checkReports(results)
-		passed := 0
-		for _, res := range results {
-			if res.Passed {
-				passed++
-			}
-		}
-		p.Note("checks", fmt.Sprintf("%d/%d checks passed", passed, len(results)))
-		return checksError(results)
-	})
-	return results, err
 }
 
 // hostKeysCommand prints a digest of each SSH host public key.

@@ -1,14 +1,15 @@
-// Package bake runs a bake as an ordered list of small stages. Each stage
-// that creates something registers its cleanup the moment the thing exists;
-// cleanups run in reverse order on success, failure and cancellation, with a
-// fresh bounded context, so nothing of a build outlives it.
+// Package bake runs bakes and verifies as declared flows: each flow is one
+// list of small named stages over one typed build struct (see flows.go for
+// the four lists). Each stage that creates something registers its cleanup
+// the moment the thing exists; cleanups run in reverse order on success,
+// failure and cancellation, with a fresh bounded context, so nothing of a
+// build outlives it.
 package bake
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -60,9 +61,41 @@ type StageTiming struct {
 	Duration time.Duration `json:"durationNs"`
 	Seconds  float64       `json:"seconds"`
 	Failed   bool          `json:"failed,omitempty"`
+	Skipped  bool          `json:"skipped,omitempty"`
 }
 
+// Stage is one named step of a flow over the flow's build B: the typed
+// struct that holds everything the flow's stages hand one another. A flow
+// is a declared []Stage[B]; Run runs it in order. Run takes the build first
+// so that a flow can list method expressions, (*azureBake).publish.
+type Stage[B any] struct {
+	Name string
+	Run  func(b *B, ctx context.Context) error
+}
+
+// Names lists the stages' names, in order.
+func Names[B any](stages []Stage[B]) []string {
+	out := make([]string, len(stages))
+	for i, s := range stages {
+		out[i] = s.Name
+	}
+	return out
+}
+
+// SkipError is what a stage returns when it had nothing to do: the stage is
+// reported skipped, with the reason, and the flow goes on.
+type SkipError struct{ Reason string }
+
+func (e *SkipError) Error() string { return "skipped: " + e.Reason }
+
+// Skip makes a stage's typed skip.
+func Skip(reason string) error { return &SkipError{Reason: reason} }
+
+// CleanupID names a registered cleanup, to Forget it.
+type CleanupID int
+
 type cleanup struct {
+	id   CleanupID
 	name string
 	fn   func(context.Context) error
 	// keep marks a cleanup that --keep-on-failure skips (the build
@@ -70,25 +103,22 @@ type cleanup struct {
 	keep bool
 }
 
-// Pipeline sequences stages and their cleanups.
+// Pipeline runs stages and holds their cleanups.
 type Pipeline struct {
-	log      *slog.Logger
 	sink     Sink
 	timeouts map[string]time.Duration
 	now      func() time.Time
 
 	mu       sync.Mutex
+	nextID   CleanupID
 	cleanups []cleanup
 	timings  []StageTiming
 }
 
 // NewPipeline makes a pipeline. timeouts bounds named stages (a stage with
 // no entry is bounded only by ctx).
-func NewPipeline(log *slog.Logger, sink Sink, timeouts map[string]time.Duration) *Pipeline {
-	if log == nil {
-		log = slog.Default()
-	}
-	return &Pipeline{log: log, sink: sink, timeouts: timeouts, now: time.Now}
+func NewPipeline(sink Sink, timeouts map[string]time.Duration) *Pipeline {
+	return &Pipeline{sink: sink, timeouts: timeouts, now: time.Now}
 }
 
 func (p *Pipeline) emit(e Event) {
@@ -101,8 +131,24 @@ func (p *Pipeline) emit(e Event) {
 // Note reports something worth showing without being a stage.
 func (p *Pipeline) Note(stage, msg string) { p.emit(Event{Kind: Info, Stage: stage, Message: msg}) }
 
+// Run runs stages over b in order and stops at the first failure, which
+// comes back as a *StageError. failed, when set, hears the failed stage's
+// name first (to say how to reach a kept machine).
+func Run[B any](ctx context.Context, p *Pipeline, b *B, stages []Stage[B], failed func(b *B, stage string)) error {
+	for _, s := range stages {
+		if err := p.Stage(ctx, s.Name, func(ctx context.Context) error { return s.Run(b, ctx) }); err != nil {
+			if failed != nil {
+				failed(b, s.Name)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
 // Stage runs fn as the named stage, bounded by the stage's timeout. Its
-// error comes back as a *StageError.
+// error comes back as a *StageError; a *SkipError is reported as a skip and
+// is not an error.
 func (p *Pipeline) Stage(ctx context.Context, name string, fn func(ctx context.Context) error) error {
 	if err := ctx.Err(); err != nil {
 		return &StageError{Stage: name, Err: context.Cause(ctx)}
@@ -116,10 +162,16 @@ func (p *Pipeline) Stage(ctx context.Context, name string, fn func(ctx context.C
 	start := p.now()
 	err := fn(ctx)
 	d := p.now().Sub(start)
+	var skip *SkipError
+	skipped := errors.As(err, &skip)
 	p.mu.Lock()
-	p.timings = append(p.timings, StageTiming{Name: name, Duration: d, Seconds: d.Seconds(), Failed: err != nil})
+	p.timings = append(p.timings, StageTiming{Name: name, Duration: d, Seconds: d.Seconds(), Failed: err != nil && !skipped, Skipped: skipped})
 	p.mu.Unlock()
-	if err != nil {
+	switch {
+	case skipped:
+		p.emit(Event{Kind: StageSkip, Stage: name, Message: skip.Reason})
+		return nil
+	case err != nil:
 		// Say why ctx ended: "interrupted by interrupt" or "stage … timed
 		// out" rather than a bare "context canceled".
 		if cause := context.Cause(ctx); cause != nil && cause != context.Canceled && cause != context.DeadlineExceeded &&
@@ -133,32 +185,34 @@ func (p *Pipeline) Stage(ctx context.Context, name string, fn func(ctx context.C
 	return nil
 }
 
-// Skip records a stage that did not need to run.
-func (p *Pipeline) Skip(name, why string) { p.emit(Event{Kind: StageSkip, Stage: name, Message: why}) }
-
-// OnCleanup registers fn to undo what a stage just created. Register it the
-// moment the thing exists, before anything else can fail.
-func (p *Pipeline) OnCleanup(name string, fn func(context.Context) error) {
+func (p *Pipeline) register(name string, fn func(context.Context) error, keep bool) CleanupID {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cleanups = append(p.cleanups, cleanup{name: name, fn: fn})
+	p.nextID++
+	p.cleanups = append(p.cleanups, cleanup{id: p.nextID, name: name, fn: fn, keep: keep})
+	return p.nextID
+}
+
+// OnCleanup registers fn to undo what a stage just created. Register it the
+// moment the thing exists, before anything else can fail. name is what the
+// cleanup's events and the manifest's "left" say.
+func (p *Pipeline) OnCleanup(name string, fn func(context.Context) error) CleanupID {
+	return p.register(name, fn, false)
 }
 
 // OnCleanupKeepable is OnCleanup for the build machine and what it needs:
 // --keep-on-failure leaves these in place.
-func (p *Pipeline) OnCleanupKeepable(name string, fn func(context.Context) error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cleanups = append(p.cleanups, cleanup{name: name, fn: fn, keep: true})
+func (p *Pipeline) OnCleanupKeepable(name string, fn func(context.Context) error) CleanupID {
+	return p.register(name, fn, true)
 }
 
-// Forget drops a registered cleanup by name: the thing was handed over (a
-// published version) or removed by a stage.
-func (p *Pipeline) Forget(name string) {
+// Forget drops a registered cleanup: the thing was handed over (a
+// published version) or removed by a stage. Forgetting twice is harmless.
+func (p *Pipeline) Forget(id CleanupID) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for i := len(p.cleanups) - 1; i >= 0; i-- {
-		if p.cleanups[i].name == name {
+	for i, c := range p.cleanups {
+		if c.id == id {
 			p.cleanups = append(p.cleanups[:i], p.cleanups[i+1:]...)
 			return
 		}

@@ -21,7 +21,7 @@ func (r *recorder) Event(e Event) {
 }
 
 func TestCleanupsRunInReverseAndRetry(t *testing.T) {
-	p := NewPipeline(nil, nil, nil)
+	p := NewPipeline(nil, nil)
 	var order []string
 	fails := 1
 	p.OnCleanup("a", func(context.Context) error { order = append(order, "a"); return nil })
@@ -44,7 +44,7 @@ func TestCleanupsRunInReverseAndRetry(t *testing.T) {
 }
 
 func TestKeepOnFailureKeepsOnlyKeepables(t *testing.T) {
-	p := NewPipeline(nil, nil, nil)
+	p := NewPipeline(nil, nil)
 	ran := map[string]bool{}
 	p.OnCleanupKeepable("vm", func(context.Context) error { ran["vm"] = true; return nil })
 	p.OnCleanup("session", func(context.Context) error { ran["session"] = true; return nil })
@@ -56,7 +56,7 @@ func TestKeepOnFailureKeepsOnlyKeepables(t *testing.T) {
 
 func TestSecondSignalStopsCleanup(t *testing.T) {
 	rec := &recorder{}
-	p := NewPipeline(nil, rec, nil)
+	p := NewPipeline(rec, nil)
 	abort := make(chan struct{})
 	p.OnCleanup("first", func(context.Context) error { return nil })
 	p.OnCleanup("slow", func(ctx context.Context) error {
@@ -80,7 +80,7 @@ func TestSecondSignalStopsCleanup(t *testing.T) {
 }
 
 func TestStageTimeoutNamesTheStage(t *testing.T) {
-	p := NewPipeline(nil, nil, map[string]time.Duration{"ssh": 20 * time.Millisecond})
+	p := NewPipeline(nil, map[string]time.Duration{"ssh": 20 * time.Millisecond})
 	err := p.Stage(context.Background(), "ssh", func(ctx context.Context) error {
 		<-ctx.Done()
 		return ctx.Err()
@@ -96,7 +96,7 @@ func TestStageTimeoutNamesTheStage(t *testing.T) {
 
 func TestCancelledContextSaysWhy(t *testing.T) {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	p := NewPipeline(nil, nil, nil)
+	p := NewPipeline(nil, nil)
 	err := p.Stage(ctx, "boot", func(ctx context.Context) error {
 		cancel(errors.New("interrupted by interrupt"))
 		<-ctx.Done()

@@ -101,6 +101,9 @@ type Manifest struct {
 	LogDir      string            `json:"logDir,omitempty"`
 	// BootCommand boots a local version by hand (a throwaway snapshot).
 	BootCommand string `json:"bootCommand,omitempty"`
+	// Settings are the run's effective settings (flag over recipe over
+	// default).
+	Settings *Settings `json:"settings,omitempty"`
 }
 
 func checkReports(results []sshsession.CheckResult) []CheckReport {

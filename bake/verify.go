@@ -3,8 +3,6 @@ package bake
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"strings"
 	"time"
 
@@ -20,82 +18,66 @@ import (
 // that the build user's absence can be checked.
 const VerifyUser = "imagebake-verify"
 
+// localVerify is the local verify's build: what its stages
+// (localVerifyStages) hand one another.
+type localVerify struct {
+	qemuVM
+	// version is the published version booted.
+	version gallery.ImageVersion
+}
+
 // VerifyLocal boots a fresh VM from a published version and runs the
 // recipe's checks on it, plus checks that the image was generalized:
 // cloud-init ran again on this first boot, the machine-id and SSH host keys
-// differ from the build's, and the build user is gone.
+// differ from the build's, and the build user is gone. opts.MemoryMiB and
+// opts.CPUs size the VM as they do a bake's.
 func VerifyLocal(ctx context.Context, r *recipes.Recipe, v gallery.ImageVersion, opts LocalOptions) (*Manifest, error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.Default()
-	}
+	log := loggerOr(opts.Logger)
+	set := localSettings(r, opts)
 	m := &Manifest{Recipe: r.Name, RecipeHash: r.Hash(), Target: "local", Image: r.Gallery.Image, Version: v.Name,
-		Path: v.Path, Started: time.Now(), LogDir: opts.LogDir, Resources: map[string]string{}}
-	p := NewPipeline(log, opts.Sink, opts.Timeouts)
-	err := verifyLocal(ctx, p, r, v, opts, m, log)
+		Path: v.Path, Started: time.Now(), LogDir: opts.LogDir, Resources: map[string]string{}, Settings: &set}
+	p := NewPipeline(opts.Sink, set.timeouts())
+	err := prepareLogDir(opts.LogDir)
+	if err == nil {
+		b := &localVerify{
+			qemuVM:  qemuVM{guest: guest{job: job{r: r, set: set, p: p, m: m, log: log, logDir: opts.LogDir}, phase: checks.Verify}, opts: opts, user: VerifyUser},
+			version: v,
+		}
+		err = Run(ctx, p, b, localVerifyStages, nil)
+	}
 	return finish(p, m, err, UnwindOptions{Timeout: opts.CleanupTime, Keep: opts.KeepOnFail, Abort: opts.Abort}, "verified")
 }
 
-func verifyLocal(ctx context.Context, p *Pipeline, r *recipes.Recipe, v gallery.ImageVersion, opts LocalOptions, m *Manifest, log *slog.Logger) error {
-	if err := os.MkdirAll(opts.LogDir, 0o755); err != nil {
-		return fmt.Errorf("log folder %s: %w", opts.LogDir, err)
-	}
-	var base qemu.Base
-	if err := p.Stage(ctx, "base", func(ctx context.Context) error {
-		b, _, err := ResolveLocalBase(ctx, r, opts.CacheDir, opts.Progress, log)
-		if err != nil {
-			return err
-		}
-		// The published disk, booted with the base's kernel when the base
-		// boots that way.
-		base = qemu.Base{Disk: v.Path, Kernel: b.Kernel, Initrd: b.Initrd, Append: b.Append}
-		return nil
-	}); err != nil {
-		return err
-	}
-	signer, authLine, err := sshsession.NewClientKey()
+func (b *localVerify) resolveBase(ctx context.Context) error {
+	base, _, err := ResolveLocalBase(ctx, b.r, b.opts.CacheDir, b.opts.Progress, b.log)
 	if err != nil {
 		return err
 	}
-	hostPriv, hostLine, hostPub, err := sshsession.NewHostKey()
+	// The published disk, booted with the base's kernel when the base
+	// boots that way.
+	b.base = qemu.Base{Disk: b.version.Path, Kernel: base.Kernel, Initrd: base.Initrd, Append: base.Append}
+	return nil
+}
+
+// boot renders the cloud-config that only lets the verify user in with a
+// pinned host key (the image already holds the recipe) and boots it.
+func (b *localVerify) boot(ctx context.Context) error {
+	k, err := newBootKeys()
 	if err != nil {
 		return err
 	}
-	userData, err := templates.RenderAccess(templates.Options{HostKeyPrivate: hostPriv, HostKeyPublic: hostLine, BuildUser: VerifyUser, BuildAuthorizedKey: authLine})
+	b.signer, b.hostPub = k.signer, k.hostPub
+	userData, err := templates.RenderAccess(templates.Options{HostKeyPrivate: k.hostPriv, HostKeyPublic: k.hostLine, BuildUser: VerifyUser, BuildAuthorizedKey: k.authLine})
 	if err != nil {
 		return err
 	}
-	var machine *qemu.Machine
-	if err := p.Stage(ctx, "boot", func(ctx context.Context) error {
-		var err error
-		machine, err = qemu.Start(ctx, qemu.MachineOptions{Base: base, UserData: userData, Hostname: r.Name + "-verify",
-			MemoryMiB: r.Build.MemoryMiB, CPUs: r.Build.CPUs, LogDir: opts.LogDir, Logger: log})
-		if machine != nil {
-			p.OnCleanupKeepable("verify VM (qemu, overlay, seed server)", func(context.Context) error { return machine.Destroy() })
-		}
-		return err
-	}); err != nil {
-		return err
-	}
-	var session *sshsession.Session
-	if err := p.Stage(ctx, "ssh", func(ctx context.Context) error {
-		var err error
-		session, err = dialWatching(ctx, machine, sshsession.Config{Addr: machine.SSHAddr(), User: VerifyUser, Signer: signer, HostKey: hostPub, Logger: log})
-		if err == nil {
-			p.OnCleanup("ssh session", func(context.Context) error { session.Close(); return nil })
-		}
-		return err
-	}); err != nil {
-		return err
-	}
-	if _, err := cloudInitAndChecks(ctx, p, session, r, checks.Verify, opts.LogDir, m); err != nil {
-		return err
-	}
-	return p.Stage(ctx, "generalized", func(ctx context.Context) error {
-		results := session.RunChecks(ctx, generalizedChecks(v, machine.Seed().InstanceID()))
-		m.Checks = append(m.Checks, checkReports(results)...)
-		return checksError(results)
-	})
+	return b.start(ctx, b.r.Name+"-verify", "verify VM", userData)
+}
+
+func (b *localVerify) generalized(ctx context.Context) error {
+	results := b.session.RunChecks(ctx, generalizedChecks(b.version, b.machine.Seed().InstanceID()))
+	b.m.Checks = append(b.m.Checks, checkReports(results)...)
+	return checksError(results)
 }
 
 func generalizedChecks(v gallery.ImageVersion, instanceID string) []sshsession.Check {

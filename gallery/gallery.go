@@ -1,7 +1,8 @@
 // Package gallery holds image versions: their names (parse, sort, next), the
 // Store interface that the Azure Compute Gallery and the local directory
-// gallery implement with the same semantics, Azure's "latest" rule, and
-// create-only publishing with an auto-incremented patch.
+// gallery implement with the same semantics, Azure's "latest" rule, and the
+// Allocator: the one place a bake's next version is chosen (previewed, then
+// published create-only with an auto-incremented patch).
 package gallery
 
 import (

@@ -1,18 +1,19 @@
 package gallery
 
+import "github.com/imagebake/imagebake/internal/contract"
+
 // Tags imagebake records on every version it publishes (Azure tags, or the
-// local gallery's metadata). Later commands read them: --if-changed compares
-// the recipe hash, base version and imagebake version; verify compares the
-// build's machine-id and host keys.
+// local gallery's metadata). They are spelled once, in internal/contract;
+// these names stay for the stores and commands that read versions.
 const (
-	TagRecipe      = "imagebake.recipe"
-	TagRecipeHash  = "imagebake.recipe-hash"
-	TagRunner      = "imagebake.runner-version"
-	TagBaseImage   = "imagebake.base-image"
-	TagBaseVersion = "imagebake.base-version"
-	TagImagebake   = "imagebake.version"
-	TagCommit      = "imagebake.commit"
-	TagBuildID     = "imagebake.build-id"
-	TagMachineID   = "imagebake.build-machine-id"
-	TagHostKeys    = "imagebake.build-host-keys"
+	TagRecipe      = contract.TagRecipe
+	TagRecipeHash  = contract.TagRecipeHash
+	TagRunner      = contract.TagRunner
+	TagBaseImage   = contract.TagBaseImage
+	TagBaseVersion = contract.TagBaseVersion
+	TagImagebake   = contract.TagImagebake
+	TagCommit      = contract.TagCommit
+	TagBuildID     = contract.TagBuildID
+	TagMachineID   = contract.TagMachineID
+	TagHostKeys    = contract.TagHostKeys
 )

@@ -117,15 +117,11 @@ func (l Line) Version(patch int) (Version, error) {
 	return ParseVersion(fmt.Sprintf("%d.%d.%d", l.major, l.minor, patch))
 }
 
-// Next returns the version a new image in line should get: the highest patch
-// among existing names in that line plus one, or LINE.0 when the line is
-// empty. Names in other lines are ignored, and so are names that are not
-// gallery versions; those are reported to slog's default logger.
-func Next(existing []string, line string) (string, error) {
-	return NextWithLogger(slog.Default(), existing, line)
-}
-
-// NextWithLogger is Next reporting unparsable names to log.
+// NextWithLogger returns the version a new image in line should get: the
+// highest patch among existing names in that line plus one, or LINE.0 when
+// the line is empty. Names in other lines are ignored, and so are names that
+// are not gallery versions; those are reported to log. Bakes reach it
+// through an Allocator.
 func NextWithLogger(log *slog.Logger, existing []string, line string) (string, error) {
 	l, err := ParseLine(line)
 	if err != nil {

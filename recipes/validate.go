@@ -13,6 +13,8 @@ import (
 	"time"
 
 	goversion "github.com/hashicorp/go-version"
+
+	"github.com/imagebake/imagebake/internal/contract"
 )
 
 // MinRunnerVersion is the oldest runner GitHub still registers (since
@@ -55,7 +57,6 @@ var (
 	BuiltinUnits     = []string{"github-runner.service"}
 	storageTypes     = []string{"Standard_LRS", "Standard_ZRS", "Premium_LRS", "PremiumV2_LRS"}
 	lifecycles       = []string{"cycle-tag", "none"}
-	timeoutStages    = []string{"boot", "cloud-init", "checks", "deprovision", "generalize", "capture", "publish", "replicate", "cleanup"}
 	defaultRunnerDir = "/home/%s/actions-runner"
 )
 
@@ -617,8 +618,8 @@ func (c v) build() {
 	}
 	for stage, d := range b.Timeouts {
 		f := "build.timeouts." + stage
-		if !oneOf(stage, timeoutStages) {
-			c.errf(f, "unknown stage %q; stages are %s", stage, strings.Join(timeoutStages, ", "))
+		if !contract.IsStage(stage) {
+			c.errf(f, "unknown stage %q; stages are %s", stage, strings.Join(contract.Stages(), ", "))
 		}
 		if dur, err := ParseDuration(d); err != nil || dur <= 0 {
 			c.errf(f, "%q is not a positive duration (e.g. 20m, 1h30m)", d)
