@@ -10,14 +10,15 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 
+	"github.com/imagebake/imagebake/internal/contract"
 	az "github.com/imagebake/imagebake/provision/azure"
 )
 
-// Tags a bake puts on its temporary resource groups (see bake.BuildTag*).
+// Tags a bake puts on what it creates (contract.Tag*).
 const (
-	TagBuildID = "imagebake.build-id"
-	TagCreated = "imagebake.created"
-	TagRecipe  = "imagebake.recipe"
+	TagBuildID = contract.TagBuildID
+	TagCreated = contract.TagCreated
+	TagRecipe  = contract.TagRecipe
 )
 
 // azureParallel bounds concurrent resource group deletions: each takes

@@ -14,6 +14,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 	goversion "github.com/hashicorp/go-version"
+
+	"github.com/imagebake/imagebake/internal/contract"
 )
 
 // Image is a resolved marketplace image.
@@ -306,22 +308,15 @@ func (c *Clients) Generalize(ctx context.Context, rg, name string) error {
 	})
 }
 
-// Tags a bake puts on what it creates (the same keys as bake.BuildTag* and
-// gc.Tag*; gc deletes a resource only when it carries both).
-const (
-	tagBuildID = "imagebake.build-id"
-	tagCreated = "imagebake.created"
-)
-
 // buildTags are the tags for a build resource: when tags name a build but
 // not when it made the resource, imagebake.created is added, so gc can
 // judge its age (a managed image in an existing resource group was once
 // made without it and kept forever).
 func buildTags(tags map[string]string) map[string]*string {
-	if _, ok := tags[tagBuildID]; ok {
-		if _, ok := tags[tagCreated]; !ok {
+	if _, ok := tags[contract.TagBuildID]; ok {
+		if _, ok := tags[contract.TagCreated]; !ok {
 			tags = maps.Clone(tags)
-			tags[tagCreated] = time.Now().UTC().Format(time.RFC3339)
+			tags[contract.TagCreated] = time.Now().UTC().Format(time.RFC3339)
 		}
 	}
 	return ptrMap(tags)

@@ -11,6 +11,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v7"
 
 	"github.com/imagebake/imagebake/internal/azmodel"
+	"github.com/imagebake/imagebake/internal/contract"
 	"github.com/imagebake/imagebake/recipes"
 )
 
@@ -191,7 +192,7 @@ func TestResolveNobleIsGen2(t *testing.T) {
 // existing resource group used to lack it and was kept forever.
 func TestBuildResourcesCarryCreated(t *testing.T) {
 	e := newEnv(t, azmodel.Options{}, Config{})
-	tags := map[string]string{tagBuildID: "b1", "imagebake.recipe": "r"}
+	tags := map[string]string{contract.TagBuildID: "b1", "imagebake.recipe": "r"}
 	rg, vmID := e.vm(t, VMSpec{Tags: tags})
 	ctx := context.Background()
 	if err := e.c.Deallocate(ctx, rg, "ib-t-vm"); err != nil {
@@ -204,7 +205,7 @@ func TestBuildResourcesCarryCreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	fixed := "2026-01-02T03:04:05Z"
-	if _, err := e.c.CreateManagedImage(ctx, rg, "ib-b2-image", "eastus", vmID, "V1", map[string]string{tagBuildID: "b2", tagCreated: fixed}); err != nil {
+	if _, err := e.c.CreateManagedImage(ctx, rg, "ib-b2-image", "eastus", vmID, "V1", map[string]string{contract.TagBuildID: "b2", contract.TagCreated: fixed}); err != nil {
 		t.Fatal(err)
 	}
 	if len(tags) != 2 {
@@ -212,17 +213,17 @@ func TestBuildResourcesCarryCreated(t *testing.T) {
 	}
 	seen := map[string]string{}
 	for _, r := range e.m.Resources() {
-		seen[r.Name] = r.Tags[tagCreated]
+		seen[r.Name] = r.Tags[contract.TagCreated]
 	}
 	for _, name := range []string{"ib-b1-image", "ib-t-vm"} {
 		if _, err := time.Parse(time.RFC3339, seen[name]); err != nil {
-			t.Errorf("%s: %s = %q, want a creation time", name, tagCreated, seen[name])
+			t.Errorf("%s: %s = %q, want a creation time", name, contract.TagCreated, seen[name])
 		}
 	}
 	if seen["ib-b2-image"] != fixed {
-		t.Errorf("an explicit %s was replaced: %q", tagCreated, seen["ib-b2-image"])
+		t.Errorf("an explicit %s was replaced: %q", contract.TagCreated, seen["ib-b2-image"])
 	}
 	if seen["rg-test"] != "" {
-		t.Errorf("an untagged group got %s", tagCreated)
+		t.Errorf("an untagged group got %s", contract.TagCreated)
 	}
 }
