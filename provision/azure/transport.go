@@ -292,12 +292,3 @@ func IsStatus(err error, code int) bool {
 	var re *azcore.ResponseError
 	return errors.As(err, &re) && re.StatusCode == code
 }
-
-// ErrorCode returns ARM's error code of a failed call ("" if none).
-func ErrorCode(err error) string {
-	var ae *Error
-	if errors.As(err, &ae) {
-		return ae.Code
-	}
-	return ""
-}
