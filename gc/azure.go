@@ -8,17 +8,17 @@ import (
 	"sync"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 
+	"github.com/imagebake/imagebake/internal/contract"
 	az "github.com/imagebake/imagebake/provision/azure"
 )
 
-// Tags a bake puts on its temporary resource groups (see bake.BuildTag*).
+// Tags a bake puts on what it creates (contract.Tag*).
 const (
-	TagBuildID = "imagebake.build-id"
-	TagCreated = "imagebake.created"
-	TagRecipe  = "imagebake.recipe"
+	TagBuildID = contract.TagBuildID
+	TagCreated = contract.TagCreated
+	TagRecipe  = contract.TagRecipe
 )
 
 // azureParallel bounds concurrent resource group deletions: each takes
@@ -31,27 +31,21 @@ const azureParallel = 4
 // touched; tagged groups without a readable creation time are kept.
 func Azure(ctx context.Context, c *az.Clients, opts Options) ([]Item, error) {
 	now := opts.now()
-	filter := "tagName eq '" + TagBuildID + "'"
-	pager := c.Groups.NewListPager(&armresources.ResourceGroupsClientListOptions{Filter: to.Ptr(filter)})
+	// A failed list is an error, never an empty plan: "nothing of
+	// imagebake's found" would be a lie.
+	groups, err := c.ResourceGroupsTagged(ctx, TagBuildID)
+	if err != nil {
+		return nil, err
+	}
 	var items []Item
-	for pager.More() {
-		var page armresources.ResourceGroupsClientListResponse
-		if err := c.Do(ctx, "list resource groups tagged "+TagBuildID, func(ctx context.Context) error {
-			var err error
-			page, err = pager.NextPage(ctx)
-			return err
-		}); err != nil {
-			return items, err
-		}
-		for _, g := range page.Value {
-			if it, ok := azureItem(g, opts.TTL, now); ok {
-				items = append(items, it)
-			}
+	for _, g := range groups {
+		if it, ok := azureItem(g, opts.TTL, now); ok {
+			items = append(items, it)
 		}
 	}
 	loose, err := azureLooseResources(ctx, c, items, opts.TTL, now)
 	if err != nil {
-		return items, err
+		return nil, err
 	}
 	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
 	items = append(items, loose...)
@@ -153,54 +147,46 @@ func azureLooseResources(ctx context.Context, c *az.Clients, groups []Item, ttl 
 	for _, g := range groups {
 		inGroup[strings.ToLower(g.Name)] = true
 	}
-	filter := "tagName eq '" + TagBuildID + "'"
-	pager := c.Resources.NewListPager(&armresources.ClientListOptions{Filter: to.Ptr(filter)})
+	resources, err := c.ResourcesTagged(ctx, TagBuildID)
+	if err != nil {
+		return nil, err
+	}
 	var items []Item
-	for pager.More() {
-		var page armresources.ClientListResponse
-		if err := c.Do(ctx, "list resources tagged "+TagBuildID, func(ctx context.Context) error {
-			var err error
-			page, err = pager.NextPage(ctx)
-			return err
-		}); err != nil {
-			return nil, err
+	for _, r := range resources {
+		if r == nil || r.ID == nil || r.Type == nil {
+			continue
 		}
-		for _, r := range page.Value {
-			if r == nil || r.ID == nil || r.Type == nil {
-				continue
-			}
-			rg := resourceGroupOf(*r.ID)
-			if inGroup[strings.ToLower(rg)] {
-				continue // the group goes whole
-			}
-			tags := map[string]string{}
-			for k, v := range r.Tags {
-				if v != nil {
-					tags[strings.ToLower(k)] = *v
-				}
-			}
-			if _, ok := tags[TagBuildID]; !ok {
-				continue
-			}
-			it := Item{Kind: strings.ToLower(*r.Type), Name: *r.ID, Action: ActionKeep}
-			created, err := time.Parse(time.RFC3339, tags[TagCreated])
-			_, known := looseOrder[it.Kind]
-			switch {
-			case err != nil:
-				it.Reason = "no readable " + TagCreated + " tag; delete it by hand if it is debris"
-			case now.Sub(created) <= ttl:
-				it.Created, it.Age = created, age(now.Sub(created))
-				it.Reason = fmt.Sprintf("build %s is younger than the TTL of %s", tags[TagBuildID], ttl)
-			case !known:
-				it.Created, it.Age = created, age(now.Sub(created))
-				it.Reason = "a build's " + *r.Type + " that imagebake does not delete by itself (it goes with its VM); delete it by hand if it remains"
-			default:
-				it.Created, it.Age = created, age(now.Sub(created))
-				it.Action = ActionDelete
-				it.Reason = fmt.Sprintf("build %s made it in group %s %s ago, more than the TTL of %s", tags[TagBuildID], rg, it.Age, ttl)
-			}
-			items = append(items, it)
+		rg := resourceGroupOf(*r.ID)
+		if inGroup[strings.ToLower(rg)] {
+			continue // the group goes whole
 		}
+		tags := map[string]string{}
+		for k, v := range r.Tags {
+			if v != nil {
+				tags[strings.ToLower(k)] = *v
+			}
+		}
+		if _, ok := tags[TagBuildID]; !ok {
+			continue
+		}
+		it := Item{Kind: strings.ToLower(*r.Type), Name: *r.ID, Action: ActionKeep}
+		created, err := time.Parse(time.RFC3339, tags[TagCreated])
+		_, known := looseOrder[it.Kind]
+		switch {
+		case err != nil:
+			it.Reason = "no readable " + TagCreated + " tag; delete it by hand if it is debris"
+		case now.Sub(created) <= ttl:
+			it.Created, it.Age = created, age(now.Sub(created))
+			it.Reason = fmt.Sprintf("build %s is younger than the TTL of %s", tags[TagBuildID], ttl)
+		case !known:
+			it.Created, it.Age = created, age(now.Sub(created))
+			it.Reason = "a build's " + *r.Type + " that imagebake does not delete by itself (it goes with its VM); delete it by hand if it remains"
+		default:
+			it.Created, it.Age = created, age(now.Sub(created))
+			it.Action = ActionDelete
+			it.Reason = fmt.Sprintf("build %s made it in group %s %s ago, more than the TTL of %s", tags[TagBuildID], rg, it.Age, ttl)
+		}
+		items = append(items, it)
 	}
 	sort.SliceStable(items, func(i, j int) bool { return looseOrder[items[i].Kind] < looseOrder[items[j].Kind] })
 	return items, nil

@@ -162,4 +162,8 @@ type Build struct {
 	CPUs                   int               `yaml:"cpus" json:"cpus,omitempty"`
 	AllowRecoverableErrors bool              `yaml:"allowRecoverableErrors" json:"allowRecoverableErrors,omitempty"`
 	Timeouts               map[string]string `yaml:"timeouts" json:"timeouts,omitempty"`
+	// SecurityType is the Azure build VM's: Standard (when unset),
+	// TrustedLaunch (Gen2 base, secure boot and vTPM) or ConfidentialVM. It
+	// also decides the image definition's security type.
+	SecurityType string `yaml:"securityType" json:"securityType,omitempty"`
 }

@@ -592,10 +592,17 @@ func ParseDuration(s string) (time.Duration, error) {
 	return time.ParseDuration(s)
 }
 
+// SecurityTypes are the values of build.securityType (Azure's VM security
+// types; Standard when unset).
+var SecurityTypes = []string{"Standard", "TrustedLaunch", "ConfidentialVM"}
+
 func (c v) build() {
 	b := c.r.Build
 	if !vmSizeRe.MatchString(b.VMSize) {
 		c.errf("build.vmSize", "%q is not an Azure VM size (e.g. Standard_D2s_v3)", b.VMSize)
+	}
+	if b.SecurityType != "" && !oneOf(b.SecurityType, SecurityTypes) {
+		c.errf("build.securityType", "%q: use one of %s", b.SecurityType, strings.Join(SecurityTypes, ", "))
 	}
 	if b.Location != "" && !regionRe.MatchString(b.Location) {
 		c.errf("build.location", "%q is not an Azure region name (e.g. eastus)", b.Location)

@@ -3,8 +3,10 @@ package azure
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
@@ -12,6 +14,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/resources/armresources"
 	goversion "github.com/hashicorp/go-version"
+
+	"github.com/imagebake/imagebake/internal/contract"
 )
 
 // Image is a resolved marketplace image.
@@ -35,9 +39,9 @@ func (c *Clients) ResolveImage(ctx context.Context, location, urn string) (Image
 	img := Image{Publisher: p[0], Offer: p[1], SKU: p[2], Version: p[3]}
 	if strings.EqualFold(img.Version, "latest") {
 		var list armcompute.VirtualMachineImagesClientListResponse
-		if err := c.Do(ctx, "list versions of "+urn, func(ctx context.Context) error {
+		if err := c.call(ctx, "list versions of base image "+urn, func(ctx context.Context) error {
 			var err error
-			list, err = c.Images.List(ctx, location, img.Publisher, img.Offer, img.SKU, nil)
+			list, err = c.images.List(ctx, location, img.Publisher, img.Offer, img.SKU, nil)
 			return err
 		}); err != nil {
 			return Image{}, err
@@ -55,9 +59,9 @@ func (c *Clients) ResolveImage(ctx context.Context, location, urn string) (Image
 		img.Version = names[len(names)-1]
 	}
 	var got armcompute.VirtualMachineImagesClientGetResponse
-	if err := c.Do(ctx, "get image "+img.URN(), func(ctx context.Context) error {
+	if err := c.call(ctx, "get base image "+img.URN(), func(ctx context.Context) error {
 		var err error
-		got, err = c.Images.Get(ctx, location, img.Publisher, img.Offer, img.SKU, img.Version, nil)
+		got, err = c.images.Get(ctx, location, img.Publisher, img.Offer, img.SKU, img.Version, nil)
 		return err
 	}); err != nil {
 		return Image{}, err
@@ -81,8 +85,8 @@ func lessVersion(a, b string) bool {
 // CreateResourceGroup creates (or adopts, if it exists with our build tag)
 // the build's resource group.
 func (c *Clients) CreateResourceGroup(ctx context.Context, name, location string, tags map[string]string) error {
-	return c.Do(ctx, "resource group "+name, func(ctx context.Context) error {
-		_, err := c.Groups.CreateOrUpdate(ctx, name, armresources.ResourceGroup{Location: to.Ptr(location), Tags: ptrMap(tags)}, nil)
+	return c.call(ctx, "create resource group "+name, func(ctx context.Context) error {
+		_, err := c.groups.CreateOrUpdate(ctx, name, armresources.ResourceGroup{Location: to.Ptr(location), Tags: buildTags(tags)}, nil)
 		return err
 	})
 }
@@ -90,39 +94,10 @@ func (c *Clients) CreateResourceGroup(ctx context.Context, name, location string
 // DeleteResourceGroup deletes a resource group and everything in it, and
 // waits. A group already gone is not an error.
 func (c *Clients) DeleteResourceGroup(ctx context.Context, name string) error {
-	p, err := beginOrGone(ctx, c, "delete resource group "+name, func(ctx context.Context) (*pollerRG, error) {
-		return c.Groups.BeginDelete(ctx, name, nil)
+	return runOrGone(ctx, c, "delete resource group "+name, func(ctx context.Context) (*runtime.Poller[armresources.ResourceGroupsClientDeleteResponse], error) {
+		return c.groups.BeginDelete(ctx, name, nil)
 	})
-	if err != nil || p == nil {
-		return err
-	}
-	_, err = Poll(ctx, c, "delete resource group "+name, p)
-	if IsNotFound(err) {
-		return nil
-	}
-	return err
 }
-
-// beginOrGone starts an LRO, treating 404 as already done (nil poller).
-func beginOrGone[P any](ctx context.Context, c *Clients, what string, begin func(ctx context.Context) (*P, error)) (*P, error) {
-	var p *P
-	err := c.Do(ctx, what, func(ctx context.Context) error {
-		var err error
-		p, err = begin(ctx)
-		return err
-	})
-	if IsNotFound(err) {
-		return nil, nil
-	}
-	return p, err
-}
-
-type (
-	pollerRG       = runtime.Poller[armresources.ResourceGroupsClientDeleteResponse]
-	pollerVNet     = runtime.Poller[armnetwork.VirtualNetworksClientDeleteResponse]
-	pollerNSG      = runtime.Poller[armnetwork.SecurityGroupsClientDeleteResponse]
-	pollerVMDelete = runtime.Poller[armcompute.VirtualMachinesClientDeleteResponse]
-)
 
 // Network is what CreateNetwork made.
 type Network struct {
@@ -144,34 +119,24 @@ func (c *Clients) CreateNetwork(ctx context.Context, rg, location, prefix string
 		rule.Properties.SourceAddressPrefixes = to.SliceOfPtrs(sources...)
 	}
 	nsgName := prefix + "-nsg"
-	var nsg armnetwork.SecurityGroupsClientCreateOrUpdateResponse
-	if err := c.Do(ctx, "network security group "+nsgName, func(ctx context.Context) error {
-		p, err := c.NSGs.BeginCreateOrUpdate(ctx, rg, nsgName, armnetwork.SecurityGroup{Location: to.Ptr(location), Tags: ptrMap(tags),
+	nsg, err := run(ctx, c, "create network security group "+nsgName, func(ctx context.Context) (*runtime.Poller[armnetwork.SecurityGroupsClientCreateOrUpdateResponse], error) {
+		return c.nsgs.BeginCreateOrUpdate(ctx, rg, nsgName, armnetwork.SecurityGroup{Location: to.Ptr(location), Tags: buildTags(tags),
 			Properties: &armnetwork.SecurityGroupPropertiesFormat{SecurityRules: []*armnetwork.SecurityRule{rule}}}, nil)
-		if err != nil {
-			return err
-		}
-		nsg, err = Poll(ctx, c, "network security group "+nsgName, p)
-		return err
-	}); err != nil {
+	})
+	if err != nil {
 		return n, err
 	}
 	n.NSGID = deref(nsg.ID)
 	vnetName := prefix + "-vnet"
-	var vnet armnetwork.VirtualNetworksClientCreateOrUpdateResponse
-	if err := c.Do(ctx, "virtual network "+vnetName, func(ctx context.Context) error {
-		p, err := c.VNets.BeginCreateOrUpdate(ctx, rg, vnetName, armnetwork.VirtualNetwork{Location: to.Ptr(location), Tags: ptrMap(tags),
+	vnet, err := run(ctx, c, "create virtual network "+vnetName, func(ctx context.Context) (*runtime.Poller[armnetwork.VirtualNetworksClientCreateOrUpdateResponse], error) {
+		return c.vnets.BeginCreateOrUpdate(ctx, rg, vnetName, armnetwork.VirtualNetwork{Location: to.Ptr(location), Tags: buildTags(tags),
 			Properties: &armnetwork.VirtualNetworkPropertiesFormat{
 				AddressSpace: &armnetwork.AddressSpace{AddressPrefixes: to.SliceOfPtrs("10.200.0.0/24")},
 				Subnets: []*armnetwork.Subnet{{Name: to.Ptr("build"), Properties: &armnetwork.SubnetPropertiesFormat{
 					AddressPrefix: to.Ptr("10.200.0.0/26"), NetworkSecurityGroup: &armnetwork.SecurityGroup{ID: nsg.ID}}}},
 			}}, nil)
-		if err != nil {
-			return err
-		}
-		vnet, err = Poll(ctx, c, "virtual network "+vnetName, p)
-		return err
-	}); err != nil {
+	})
+	if err != nil {
 		return n, err
 	}
 	n.VNetID = deref(vnet.ID)
@@ -195,30 +160,16 @@ func (c *Clients) DeleteNetwork(ctx context.Context, rg, prefix string) error {
 
 // DeleteVNet deletes a virtual network; one already gone is fine.
 func (c *Clients) DeleteVNet(ctx context.Context, rg, name string) error {
-	p, err := beginOrGone(ctx, c, "delete virtual network "+name, func(ctx context.Context) (*pollerVNet, error) {
-		return c.VNets.BeginDelete(ctx, rg, name, nil)
+	return runOrGone(ctx, c, "delete virtual network "+name, func(ctx context.Context) (*runtime.Poller[armnetwork.VirtualNetworksClientDeleteResponse], error) {
+		return c.vnets.BeginDelete(ctx, rg, name, nil)
 	})
-	if err != nil || p == nil {
-		return err
-	}
-	if _, err := Poll(ctx, c, "delete virtual network "+name, p); err != nil && !IsNotFound(err) {
-		return err
-	}
-	return nil
 }
 
 // DeleteNSG deletes a network security group; one already gone is fine.
 func (c *Clients) DeleteNSG(ctx context.Context, rg, name string) error {
-	p, err := beginOrGone(ctx, c, "delete network security group "+name, func(ctx context.Context) (*pollerNSG, error) {
-		return c.NSGs.BeginDelete(ctx, rg, name, nil)
+	return runOrGone(ctx, c, "delete network security group "+name, func(ctx context.Context) (*runtime.Poller[armnetwork.SecurityGroupsClientDeleteResponse], error) {
+		return c.nsgs.BeginDelete(ctx, rg, name, nil)
 	})
-	if err != nil || p == nil {
-		return err
-	}
-	if _, err := Poll(ctx, c, "delete network security group "+name, p); err != nil && !IsNotFound(err) {
-		return err
-	}
-	return nil
 }
 
 // VMSpec describes the build VM.
@@ -234,7 +185,10 @@ type VMSpec struct {
 	CustomData               string
 	Spot                     bool
 	Identity                 string // user-assigned identity resource ID
-	Tags                     map[string]string
+	// SecurityType is Security.Type for a build, BootSecurity of the
+	// definition for a verify; "" is Standard.
+	SecurityType string
+	Tags         map[string]string
 }
 
 // CreateVM creates the build VM with its NIC and public IP inline (deleted
@@ -252,7 +206,7 @@ func (c *Clients) CreateVM(ctx context.Context, s VMSpec) (id, address string, e
 				PublicIPAllocationMethod: to.Ptr(armcompute.PublicIPAllocationMethodStatic)}}
 	}
 	vm := armcompute.VirtualMachine{
-		Location: to.Ptr(s.Location), Tags: ptrMap(s.Tags),
+		Location: to.Ptr(s.Location), Tags: buildTags(s.Tags),
 		Properties: &armcompute.VirtualMachineProperties{
 			HardwareProfile: &armcompute.HardwareProfile{VMSize: to.Ptr(armcompute.VirtualMachineSizeTypes(s.Size))},
 			StorageProfile: &armcompute.StorageProfile{
@@ -270,6 +224,13 @@ func (c *Clients) CreateVM(ctx context.Context, s VMSpec) (id, address string, e
 						IPConfigurations: []*armcompute.VirtualMachineNetworkInterfaceIPConfiguration{ipCfg}}}}},
 		},
 	}
+	vm.Properties.SecurityProfile = securityProfile(s.SecurityType)
+	if s.SecurityType == SecurityConfidentialVM {
+		// A confidential VM's OS disk must say how its guest state is
+		// encrypted; VMGuestStateOnly needs no disk encryption set.
+		vm.Properties.StorageProfile.OSDisk.ManagedDisk.SecurityProfile = &armcompute.VMDiskSecurityProfile{
+			SecurityEncryptionType: to.Ptr(armcompute.SecurityEncryptionTypesVMGuestStateOnly)}
+	}
 	if s.Spot {
 		vm.Properties.Priority = to.Ptr(armcompute.VirtualMachinePriorityTypesSpot)
 		vm.Properties.EvictionPolicy = to.Ptr(armcompute.VirtualMachineEvictionPolicyTypesDelete)
@@ -279,23 +240,18 @@ func (c *Clients) CreateVM(ctx context.Context, s VMSpec) (id, address string, e
 		vm.Identity = &armcompute.VirtualMachineIdentity{Type: to.Ptr(armcompute.ResourceIdentityTypeUserAssigned),
 			UserAssignedIdentities: map[string]*armcompute.UserAssignedIdentitiesValue{s.Identity: {}}}
 	}
-	var res armcompute.VirtualMachinesClientCreateOrUpdateResponse
-	if err := c.Do(ctx, "virtual machine "+s.Name, func(ctx context.Context) error {
-		p, err := c.VMs.BeginCreateOrUpdate(ctx, s.ResourceGroup, s.Name, vm, nil)
-		if err != nil {
-			return err
-		}
-		res, err = Poll(ctx, c, "virtual machine "+s.Name, p)
-		return err
-	}); err != nil {
+	res, err := run(ctx, c, "create virtual machine "+s.Name, func(ctx context.Context) (*runtime.Poller[armcompute.VirtualMachinesClientCreateOrUpdateResponse], error) {
+		return c.vms.BeginCreateOrUpdate(ctx, s.ResourceGroup, s.Name, vm, nil)
+	})
+	if err != nil {
 		return "", "", err
 	}
 	id = deref(res.ID)
 	if s.PublicIP {
 		var ip armnetwork.PublicIPAddressesClientGetResponse
-		if err := c.Do(ctx, "public IP "+s.Name+"-pip", func(ctx context.Context) error {
+		if err := c.call(ctx, "get public IP "+s.Name+"-pip", func(ctx context.Context) error {
 			var err error
-			ip, err = c.PublicIPs.Get(ctx, s.ResourceGroup, s.Name+"-pip", nil)
+			ip, err = c.publicIPs.Get(ctx, s.ResourceGroup, s.Name+"-pip", nil)
 			return err
 		}); err != nil {
 			return id, "", err
@@ -305,9 +261,9 @@ func (c *Clients) CreateVM(ctx context.Context, s VMSpec) (id, address string, e
 		}
 	} else {
 		var nic armnetwork.InterfacesClientGetResponse
-		if err := c.Do(ctx, "network interface "+s.Name+"-nic", func(ctx context.Context) error {
+		if err := c.call(ctx, "get network interface "+s.Name+"-nic", func(ctx context.Context) error {
 			var err error
-			nic, err = c.NICs.Get(ctx, s.ResourceGroup, s.Name+"-nic", nil)
+			nic, err = c.nics.Get(ctx, s.ResourceGroup, s.Name+"-nic", nil)
 			return err
 		}); err != nil {
 			return id, "", err
@@ -331,37 +287,39 @@ func imageReference(s VMSpec) *armcompute.ImageReference {
 
 // DeleteVM force-deletes the VM (its NIC, IP and OS disk go with it).
 func (c *Clients) DeleteVM(ctx context.Context, rg, name string) error {
-	p, err := beginOrGone(ctx, c, "delete virtual machine "+name, func(ctx context.Context) (*pollerVMDelete, error) {
-		return c.VMs.BeginDelete(ctx, rg, name, &armcompute.VirtualMachinesClientBeginDeleteOptions{ForceDeletion: to.Ptr(true)})
+	return runOrGone(ctx, c, "delete virtual machine "+name, func(ctx context.Context) (*runtime.Poller[armcompute.VirtualMachinesClientDeleteResponse], error) {
+		return c.vms.BeginDelete(ctx, rg, name, &armcompute.VirtualMachinesClientBeginDeleteOptions{ForceDeletion: to.Ptr(true)})
 	})
-	if err != nil || p == nil {
-		return err
-	}
-	_, err = Poll(ctx, c, "delete virtual machine "+name, p)
-	if IsNotFound(err) {
-		return nil
-	}
-	return err
 }
 
 // Deallocate stops the VM and releases its compute; generalize needs it.
 func (c *Clients) Deallocate(ctx context.Context, rg, name string) error {
-	return c.Do(ctx, "deallocate "+name, func(ctx context.Context) error {
-		p, err := c.VMs.BeginDeallocate(ctx, rg, name, nil)
-		if err != nil {
-			return err
-		}
-		_, err = Poll(ctx, c, "deallocate "+name, p)
-		return err
+	_, err := run(ctx, c, "deallocate virtual machine "+name, func(ctx context.Context) (*runtime.Poller[armcompute.VirtualMachinesClientDeallocateResponse], error) {
+		return c.vms.BeginDeallocate(ctx, rg, name, nil)
 	})
+	return err
 }
 
 // Generalize marks the deallocated VM generalized: it can never start again.
 func (c *Clients) Generalize(ctx context.Context, rg, name string) error {
-	return c.Do(ctx, "generalize "+name, func(ctx context.Context) error {
-		_, err := c.VMs.Generalize(ctx, rg, name, nil)
+	return c.call(ctx, "generalize virtual machine "+name, func(ctx context.Context) error {
+		_, err := c.vms.Generalize(ctx, rg, name, nil)
 		return err
 	})
+}
+
+// buildTags are the tags for a build resource: when tags name a build but
+// not when it made the resource, imagebake.created is added, so gc can
+// judge its age (a managed image in an existing resource group was once
+// made without it and kept forever).
+func buildTags(tags map[string]string) map[string]*string {
+	if _, ok := tags[contract.TagBuildID]; ok {
+		if _, ok := tags[contract.TagCreated]; !ok {
+			tags = maps.Clone(tags)
+			tags[contract.TagCreated] = time.Now().UTC().Format(time.RFC3339)
+		}
+	}
+	return ptrMap(tags)
 }
 
 func ptrMap(m map[string]string) map[string]*string {
@@ -385,33 +343,19 @@ func deref(s *string) string {
 // CreateManagedImage captures a generalized VM into a managed image (for
 // gallery versions that must come from one, or for consumers of images).
 func (c *Clients) CreateManagedImage(ctx context.Context, rg, name, location, vmID, hyperVGen string, tags map[string]string) (string, error) {
-	img := armcompute.Image{Location: to.Ptr(location), Tags: ptrMap(tags), Properties: &armcompute.ImageProperties{
+	img := armcompute.Image{Location: to.Ptr(location), Tags: buildTags(tags), Properties: &armcompute.ImageProperties{
 		SourceVirtualMachine: &armcompute.SubResource{ID: to.Ptr(vmID)},
 		HyperVGeneration:     to.Ptr(armcompute.HyperVGenerationTypes(hyperVGen)),
 	}}
-	var res armcompute.ImagesClientCreateOrUpdateResponse
-	err := c.Do(ctx, "managed image "+name, func(ctx context.Context) error {
-		p, err := c.ManagedImages.BeginCreateOrUpdate(ctx, rg, name, img, nil)
-		if err != nil {
-			return err
-		}
-		res, err = Poll(ctx, c, "managed image "+name, p)
-		return err
+	res, err := run(ctx, c, "create managed image "+name, func(ctx context.Context) (*runtime.Poller[armcompute.ImagesClientCreateOrUpdateResponse], error) {
+		return c.managedImages.BeginCreateOrUpdate(ctx, rg, name, img, nil)
 	})
 	return deref(res.ID), err
 }
 
 // DeleteManagedImage removes a managed image; one already gone is fine.
 func (c *Clients) DeleteManagedImage(ctx context.Context, rg, name string) error {
-	p, err := beginOrGone(ctx, c, "delete managed image "+name, func(ctx context.Context) (*runtime.Poller[armcompute.ImagesClientDeleteResponse], error) {
-		return c.ManagedImages.BeginDelete(ctx, rg, name, nil)
+	return runOrGone(ctx, c, "delete managed image "+name, func(ctx context.Context) (*runtime.Poller[armcompute.ImagesClientDeleteResponse], error) {
+		return c.managedImages.BeginDelete(ctx, rg, name, nil)
 	})
-	if err != nil || p == nil {
-		return err
-	}
-	_, err = Poll(ctx, c, "delete managed image "+name, p)
-	if IsNotFound(err) {
-		return nil
-	}
-	return err
 }

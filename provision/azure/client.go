@@ -1,7 +1,9 @@
-// Package azure is imagebake's Azure side: credentials and clouds, the
-// Resource Manager clients, throttling and long-running-operation polling
-// tuned for bakes, and the build machine's resources (resource group,
-// network, VM).
+// Package azure is imagebake's Azure side: credentials and clouds, one
+// Resource Manager transport (throttling waited out, long-running operations
+// polled at Azure's pace, errors named once), and the verbs the rest of
+// imagebake uses: the build machine's resources (resource group, network,
+// VM, managed image), gallery image definitions and versions, tagged
+// resources for gc, and the security type checks of a build.
 package azure
 
 import (
@@ -9,8 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -18,7 +18,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v7"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/network/armnetwork/v7"
@@ -74,26 +73,27 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Clients are the Resource Manager clients a bake uses.
+// Clients is imagebake's Resource Manager connection: the SDK clients
+// (unexported: callers use the verbs of this package, which all go through
+// one transport, see transport.go) and how to wait on Azure.
 type Clients struct {
-	cfg            Config
-	log            *slog.Logger
-	Cred           azcore.TokenCredential
-	Cloud          cloud.Configuration
-	Subscription   string
-	Groups         *armresources.ResourceGroupsClient
-	Resources      *armresources.Client
-	VNets          *armnetwork.VirtualNetworksClient
-	Subnets        *armnetwork.SubnetsClient
-	NSGs           *armnetwork.SecurityGroupsClient
-	PublicIPs      *armnetwork.PublicIPAddressesClient
-	NICs           *armnetwork.InterfacesClient
-	VMs            *armcompute.VirtualMachinesClient
-	Images         *armcompute.VirtualMachineImagesClient
-	ManagedImages  *armcompute.ImagesClient
-	Disks          *armcompute.DisksClient
-	GalleryImages  *armcompute.GalleryImagesClient
-	GalleryVersion *armcompute.GalleryImageVersionsClient
+	cfg   Config
+	log   *slog.Logger
+	cred  azcore.TokenCredential
+	cloud cloud.Configuration
+	sub   string
+
+	groups         *armresources.ResourceGroupsClient
+	resources      *armresources.Client
+	vnets          *armnetwork.VirtualNetworksClient
+	nsgs           *armnetwork.SecurityGroupsClient
+	publicIPs      *armnetwork.PublicIPAddressesClient
+	nics           *armnetwork.InterfacesClient
+	vms            *armcompute.VirtualMachinesClient
+	images         *armcompute.VirtualMachineImagesClient
+	managedImages  *armcompute.ImagesClient
+	galleryImages  *armcompute.GalleryImagesClient
+	galleryVersion *armcompute.GalleryImageVersionsClient
 }
 
 // ErrNoCredentials means no credential in the chain could get a token.
@@ -156,7 +156,7 @@ func NewClients(cfg Config) (*Clients, error) {
 	opts := &arm.ClientOptions{ClientOptions: azcore.ClientOptions{Cloud: cl, Transport: cfg.Transport,
 		Retry: policy.RetryOptions{MaxRetries: 4, RetryDelay: 800 * time.Millisecond, MaxRetryDelay: 60 * time.Second}}}
 	sub := cfg.SubscriptionID
-	c := &Clients{cfg: cfg, log: cfg.Logger, Cred: cred, Cloud: cl, Subscription: sub}
+	c := &Clients{cfg: cfg, log: cfg.Logger, cred: cred, cloud: cl, sub: sub}
 	rf, err := armresources.NewClientFactory(sub, cred, opts)
 	if err != nil {
 		return nil, err
@@ -169,126 +169,23 @@ func NewClients(cfg Config) (*Clients, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.Groups, c.Resources = rf.NewResourceGroupsClient(), rf.NewClient()
-	c.VNets, c.Subnets, c.NSGs, c.PublicIPs, c.NICs = nf.NewVirtualNetworksClient(), nf.NewSubnetsClient(), nf.NewSecurityGroupsClient(), nf.NewPublicIPAddressesClient(), nf.NewInterfacesClient()
-	c.VMs, c.Images, c.ManagedImages, c.Disks = cf.NewVirtualMachinesClient(), cf.NewVirtualMachineImagesClient(), cf.NewImagesClient(), cf.NewDisksClient()
-	c.GalleryImages, c.GalleryVersion = cf.NewGalleryImagesClient(), cf.NewGalleryImageVersionsClient()
+	c.groups, c.resources = rf.NewResourceGroupsClient(), rf.NewClient()
+	c.vnets, c.nsgs, c.publicIPs, c.nics = nf.NewVirtualNetworksClient(), nf.NewSecurityGroupsClient(), nf.NewPublicIPAddressesClient(), nf.NewInterfacesClient()
+	c.vms, c.images, c.managedImages = cf.NewVirtualMachinesClient(), cf.NewVirtualMachineImagesClient(), cf.NewImagesClient()
+	c.galleryImages, c.galleryVersion = cf.NewGalleryImagesClient(), cf.NewGalleryImageVersionsClient()
 	return c, nil
 }
 
 // CheckCredentials gets a Resource Manager token before anything is
 // created, so a missing login fails fast with a message saying how to fix it.
 func (c *Clients) CheckCredentials(ctx context.Context) error {
-	aud := c.Cloud.Services[cloud.ResourceManager].Audience
+	aud := c.cloud.Services[cloud.ResourceManager].Audience
 	scope := strings.TrimSuffix(aud, "/") + "/.default"
-	if _, err := c.Cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scope}}); err != nil {
+	if _, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scope}}); err != nil {
 		return fmt.Errorf("%w: %v\nLog in first: `az login` (Azure CLI), or set AZURE_CLIENT_ID with AZURE_TENANT_ID and AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE (workload identity, e.g. azure/login with OpenID Connect), or run on a VM with a managed identity", ErrNoCredentials, firstLine(err.Error()))
 	}
 	return nil
 }
 
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
-
-// Do runs one Resource Manager call, waiting out throttling: a 429 whose
-// Retry-After exceeds the SDK's retry cap comes straight back from the SDK,
-// and a nightly bake should wait, not fail.
-func (c *Clients) Do(ctx context.Context, what string, call func(ctx context.Context) error) error {
-	for attempt := 0; ; attempt++ {
-		err := call(ctx)
-		if err == nil {
-			return nil
-		}
-		wait, throttled := retryAfter(err)
-		if !throttled || attempt >= c.cfg.MaxThrottleRetries {
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		if wait > c.cfg.MaxThrottleWait {
-			return fmt.Errorf("%s: throttled for %s, more than the %s imagebake waits: %w", what, wait, c.cfg.MaxThrottleWait, err)
-		}
-		c.log.Warn("throttled by Azure; waiting", "call", what, "retry-after", wait)
-		if err := c.cfg.Sleep(ctx, wait); err != nil {
-			return fmt.Errorf("%s: waiting out throttling: %w", what, err)
-		}
-	}
-}
-
 // Sleep waits one poll interval (or until ctx ends).
 func (c *Clients) Sleep(ctx context.Context) error { return c.cfg.Sleep(ctx, c.cfg.PollFrequency) }
-
-// retryAfter reads a 429's Retry-After (seconds or HTTP date).
-func retryAfter(err error) (time.Duration, bool) {
-	var re *azcore.ResponseError
-	if !errors.As(err, &re) || re.StatusCode != http.StatusTooManyRequests {
-		return 0, false
-	}
-	d := 10 * time.Second
-	if re.RawResponse != nil {
-		h := re.RawResponse.Header.Get("Retry-After")
-		if s, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && s >= 0 {
-			d = time.Duration(s) * time.Second
-		} else if t, err := http.ParseTime(h); err == nil {
-			d = time.Until(t)
-		}
-		if ms := re.RawResponse.Header.Get("Retry-After-Ms"); ms != "" {
-			if v, err := strconv.Atoi(ms); err == nil {
-				d = time.Duration(v) * time.Millisecond
-			}
-		}
-	}
-	return d, true
-}
-
-// Poll waits for a long-running operation at the service's Retry-After or
-// the configured frequency, and waits out throttling on the polls too.
-func Poll[T any](ctx context.Context, c *Clients, what string, p *runtime.Poller[T]) (T, error) {
-	var zero T
-	for {
-		if p.Done() {
-			var res T
-			err := c.Do(ctx, what, func(ctx context.Context) error {
-				var err error
-				res, err = p.Result(ctx)
-				return err
-			})
-			return res, err
-		}
-		var resp *http.Response
-		err := c.Do(ctx, what+" (poll)", func(ctx context.Context) error {
-			var err error
-			resp, err = p.Poll(ctx)
-			return err
-		})
-		if err != nil {
-			return zero, err
-		}
-		if p.Done() {
-			continue
-		}
-		wait := c.cfg.PollFrequency
-		if resp != nil {
-			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
-				wait = min(time.Duration(s)*time.Second, 60*time.Second)
-			}
-		}
-		if err := c.cfg.Sleep(ctx, wait); err != nil {
-			return zero, fmt.Errorf("%s: %w", what, err)
-		}
-	}
-}
-
-// IsNotFound reports a 404.
-func IsNotFound(err error) bool {
-	var re *azcore.ResponseError
-	return errors.As(err, &re) && re.StatusCode == http.StatusNotFound
-}
-
-// IsStatus reports an Azure response with the given status code.
-func IsStatus(err error, code int) bool {
-	var re *azcore.ResponseError
-	return errors.As(err, &re) && re.StatusCode == code
-}
