@@ -77,6 +77,9 @@ type azureBake struct {
 	// accepted holds the cleanup of each version the gallery accepted,
 	// until one has succeeded.
 	accepted map[string]CleanupID
+	// sec is the build's security choice, checked in the base stage
+	// before anything is created.
+	sec az.Security
 }
 
 // Azure bakes r on Azure and publishes a gallery image version.
@@ -134,17 +137,23 @@ func (b *azureBake) resolveBase(ctx context.Context) error {
 		return err
 	}
 	b.p.Note(contract.StageBase, "base image "+base.URN())
+	// Security type, Hyper-V generation, size and --managed-image are
+	// checked together before anything is created.
+	if b.sec, err = az.CheckSecurity(base.HyperVGeneration, b.r.Build, az.SecurityOptions{VMSize: b.set.VMSize, ManagedImage: b.opts.ManagedImage}); err != nil {
+		return err
+	}
+	b.securityType = b.sec.Type
 	return nil
 }
 
 func (b *azureBake) previewVersion(ctx context.Context) error {
 	image := b.r.Gallery.Image
-	created, err := b.store.EnsureDefinition(ctx, image, b.base.HyperVGeneration, b.opts.CreateDefinition, "imagebake", b.r.Name, image)
+	created, err := b.store.EnsureDefinitionFor(ctx, image, b.sec, b.opts.CreateDefinition, "imagebake", b.r.Name, image)
 	if err != nil {
 		return err
 	}
 	if created {
-		b.p.Note(contract.StageVersion, "created image definition "+image+" ("+b.base.HyperVGeneration+")")
+		b.p.Note(contract.StageVersion, "created image definition "+image+" ("+strings.TrimSpace(b.sec.HyperVGeneration+" "+b.sec.DefinitionType())+")")
 	}
 	if b.m.Version, err = b.alloc.Preview(ctx); err != nil {
 		return err
@@ -171,8 +180,9 @@ func (b *azureBake) managedImage(ctx context.Context) error {
 	if !b.tempGroup {
 		b.p.OnCleanup("managed image "+name, func(ctx context.Context) error { return b.c.DeleteManagedImage(ctx, b.rg, name) })
 	}
-	id, err := b.c.CreateManagedImage(ctx, b.rg, name, b.set.Location, b.vmID, b.base.HyperVGeneration,
-		map[string]string{contract.TagBuildID: b.buildID, contract.TagRecipe: b.r.Name})
+	// The build's tags, imagebake.created included: gc finds an image a
+	// killed bake left in an existing group by them.
+	id, err := b.c.CreateManagedImage(ctx, b.rg, name, b.set.Location, b.vmID, b.base.HyperVGeneration, b.tags)
 	b.managedImageID = id
 	b.m.Resources["managedImage"] = id
 	return err
@@ -214,6 +224,10 @@ func (b *azureBake) watchStore() {
 			}
 			return nil
 		})
+	}
+	b.store.OnReleased = func(v string) {
+		b.p.Forget(b.accepted[v])
+		delete(b.accepted, v)
 	}
 	last := ""
 	b.store.Progress = func(regions []gallery.RegionStatus) {

@@ -27,6 +27,9 @@ type azureVM struct {
 	// version to boot instead.
 	base    az.Image
 	imageID string
+	// securityType is the VM's (az.Security*): the build's choice, or
+	// what the version's image definition needs.
+	securityType string
 	// customData renders the VM's custom data for the pinned host key.
 	customData func(hostPriv, hostLine string) (string, error)
 
@@ -110,7 +113,7 @@ func (a *azureVM) createVM(ctx context.Context) error {
 	}
 	spec := az.VMSpec{ResourceGroup: a.rg, Name: a.vmName, Location: a.set.Location, Size: a.set.VMSize,
 		Image: a.base, ImageID: a.imageID, SubnetID: a.subnetID, PublicIP: a.opts.SubnetID == "", AdminUser: AdminUser, AuthorizedKey: k.authLine,
-		CustomData: custom, Spot: a.set.Spot, Identity: a.set.Identity, Tags: tags}
+		CustomData: custom, Spot: a.set.Spot, Identity: a.set.Identity, SecurityType: a.securityType, Tags: tags}
 	id, addr, err := a.c.CreateVM(ctx, spec)
 	a.vmID, a.address = id, addr
 	a.m.Resources["vm"] = id

@@ -12,6 +12,7 @@ import (
 	galleryazure "github.com/imagebake/imagebake/gallery/azure"
 	"github.com/imagebake/imagebake/internal/buildinfo"
 	"github.com/imagebake/imagebake/internal/contract"
+	az "github.com/imagebake/imagebake/provision/azure"
 	"github.com/imagebake/imagebake/recipes"
 	"github.com/imagebake/imagebake/templates"
 )
@@ -91,5 +92,12 @@ func (b *azureVerify) resolveVersion(ctx context.Context) error {
 	}
 	b.imageID = v.ID
 	b.m.Version, b.m.VersionID = v.Name, v.ID
+	// Boot with the definition's security type: a TrustedLaunch
+	// definition's images boot only on Trusted Launch VMs.
+	def, err := b.store.Definition(ctx, image)
+	if err != nil {
+		return err
+	}
+	b.securityType = az.BootSecurity(def.SecurityType)
 	return nil
 }
