@@ -118,7 +118,7 @@ func (c *Clients) CreateNetwork(ctx context.Context, rg, location, prefix string
 	} else {
 		rule.Properties.SourceAddressPrefixes = to.SliceOfPtrs(sources...)
 	}
-	nsgName := prefix + "-nsg"
+	nsgName := prefix + "-" + string(contract.KindNSG)
 	nsg, err := run(ctx, c, "create network security group "+nsgName, func(ctx context.Context) (*runtime.Poller[armnetwork.SecurityGroupsClientCreateOrUpdateResponse], error) {
 		return c.nsgs.BeginCreateOrUpdate(ctx, rg, nsgName, armnetwork.SecurityGroup{Location: to.Ptr(location), Tags: buildTags(tags),
 			Properties: &armnetwork.SecurityGroupPropertiesFormat{SecurityRules: []*armnetwork.SecurityRule{rule}}}, nil)
@@ -127,7 +127,7 @@ func (c *Clients) CreateNetwork(ctx context.Context, rg, location, prefix string
 		return n, err
 	}
 	n.NSGID = deref(nsg.ID)
-	vnetName := prefix + "-vnet"
+	vnetName := prefix + "-" + string(contract.KindVNet)
 	vnet, err := run(ctx, c, "create virtual network "+vnetName, func(ctx context.Context) (*runtime.Poller[armnetwork.VirtualNetworksClientCreateOrUpdateResponse], error) {
 		return c.vnets.BeginCreateOrUpdate(ctx, rg, vnetName, armnetwork.VirtualNetwork{Location: to.Ptr(location), Tags: buildTags(tags),
 			Properties: &armnetwork.VirtualNetworkPropertiesFormat{
@@ -152,10 +152,10 @@ func (c *Clients) CreateNetwork(ctx context.Context, rg, location, prefix string
 // DeleteNetwork removes what CreateNetwork made (in an existing resource
 // group; a temporary group is deleted whole instead).
 func (c *Clients) DeleteNetwork(ctx context.Context, rg, prefix string) error {
-	if err := c.DeleteVNet(ctx, rg, prefix+"-vnet"); err != nil {
+	if err := c.DeleteVNet(ctx, rg, prefix+"-"+string(contract.KindVNet)); err != nil {
 		return err
 	}
-	return c.DeleteNSG(ctx, rg, prefix+"-nsg")
+	return c.DeleteNSG(ctx, rg, prefix+"-"+string(contract.KindNSG))
 }
 
 // DeleteVNet deletes a virtual network; one already gone is fine.
