@@ -479,7 +479,7 @@ func (c v) runner(users map[string]bool) {
 	}
 	for i, l := range rn.Labels {
 		if !labelRe.MatchString(l) {
-			c.errf(fmt.Sprintf("runner.labels[%d]", i), "%q: labels use letters, digits, '.', '_' and '-'", l)
+			c.errf(fmt.Sprintf("runner.labels[%d]", i), "%q: labels use letters, digits, '.', '_' and '-', and do not start with '-'", l)
 		}
 	}
 	for k, val := range rn.Env {
@@ -593,7 +593,9 @@ func (c v) units() {
 	seen := map[string]bool{}
 	for i, u := range c.r.Systemd {
 		f := fmt.Sprintf("systemd[%d]", i)
-		if !unitNameRe.MatchString(u.Name) {
+		if strings.HasPrefix(u.Name, "-") {
+			c.errf(f+".name", "%q starts with '-', which systemctl would read as an option; name the unit with a letter or digit first", u.Name)
+		} else if !unitNameRe.MatchString(u.Name) {
 			c.errf(f+".name", "%q is not a systemd unit name (e.g. my-agent.service)", u.Name)
 		}
 		if seen[u.Name] {
