@@ -107,7 +107,9 @@ func yamlPos(err error, data []byte) Pos {
 		if yamlParserProblems[m[2]] {
 			line++
 		}
-		return Pos{line, 1}
+		// At the end of a stream without a final line break, the "one
+		// line on" is past the last line: point at the last one.
+		return Pos{min(line, lineCount(data)), 1}
 	}
 	// yaml.v3's reader errors (a control character, broken UTF-8) carry a
 	// byte offset it does not print: find the character ourselves.
@@ -132,6 +134,24 @@ func yamlMsg(err error, data []byte) string {
 		msg += " (" + what + "); write it as an escape in a double-quoted string, or remove it"
 	}
 	return msg
+}
+
+// lineCount is how many lines yaml.v3 sees in data: one more than its line
+// breaks (CR LF, CR, LF, NEL, LS, PS).
+func lineCount(data []byte) int {
+	n := 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == '\r' && i+1 < len(data) && data[i+1] == '\n':
+			size = 2
+			n++
+		case r == '\r' || r == '\n' || r == 0x85 || r == 0x2028 || r == 0x2029:
+			n++
+		}
+		i += size
+	}
+	return n
 }
 
 // readerError reports whether msg is one of yaml.v3's reader (character
