@@ -67,7 +67,7 @@ var (
 	storageTypes     = []string{"Standard_LRS", "Standard_ZRS", "Premium_LRS", "PremiumV2_LRS"}
 	lifecycles       = []string{"cycle-tag", "none"}
 	timeoutStages    = []string{"boot", "cloud-init", "checks", "deprovision", "generalize", "capture", "publish", "replicate", "cleanup"}
-	defaultRunnerDir = contract.RunnerDirFormat
+	defaultRunnerDir = "/home/%s/actions-runner"
 )
 
 func applyDefaults(r *Recipe) {

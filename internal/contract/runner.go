@@ -12,8 +12,6 @@ const (
 	RunnerStartScript = "/opt/githubrunner/start_runner.sh"
 	RunnerCycleScript = "/opt/githubrunner/completed_cycle.sh"
 	RunnerInstaller   = "/opt/imagebake/install-runner.sh"
-	// RunnerDirFormat is runner.dir's default, with the runner's user.
-	RunnerDirFormat = "/home/%s/actions-runner"
 
 	// SystemdUnitDir and SudoersDir are where units and sudoers rules are
 	// written; the trailing '/' is part of the prefix.
