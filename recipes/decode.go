@@ -20,8 +20,9 @@ type Pos struct {
 // collected (not just the first) with the node's position. It also records
 // the position of every field path so that validation can point at it.
 type decoder struct {
-	errs *ErrorList
-	pos  map[string]Pos
+	errs  *ErrorList
+	pos   map[string]Pos
+	lines int // in the input, to keep positions inside it
 	// badText holds the paths of strings refused for their characters, so
 	// that validation does not report the same value a second time.
 	badText map[string]bool
@@ -95,7 +96,12 @@ func (d *decoder) checkText(n *yaml.Node, path, s string, kind textKind) bool {
 func isControl(r rune) bool { return r < 0x20 || r >= 0x7f && r <= 0x9f }
 
 func (d *decoder) fail(n *yaml.Node, path, format string, args ...any) {
-	d.errs.add(Pos{n.Line, n.Column}, path, fmt.Sprintf(format, args...))
+	p := Pos{n.Line, n.Column}
+	if p.Line > d.lines {
+		// yaml.v3 places a null at the very end one line past it.
+		p = Pos{d.lines, 1}
+	}
+	d.errs.add(p, path, fmt.Sprintf(format, args...))
 }
 
 func kindName(n *yaml.Node) string {

@@ -63,11 +63,12 @@ func Parse(name string, data []byte) (*Recipe, error) {
 		root = root.Content[0]
 	}
 	if root.Kind != yaml.MappingNode {
-		errs.add(Pos{root.Line, root.Column}, "", "a recipe is a mapping of fields (name:, base:, packages: …), found "+kindName(root))
+		// An empty document ("---") has its null one line past the end.
+		errs.add(clampPos(Pos{root.Line, root.Column}, data), "", "a recipe is a mapping of fields (name:, base:, packages: …), found "+kindName(root))
 		return nil, errs
 	}
 	r := &Recipe{Source: name}
-	d := &decoder{errs: errs, pos: map[string]Pos{}, badText: map[string]bool{}}
+	d := &decoder{errs: errs, pos: map[string]Pos{}, badText: map[string]bool{}, lines: lineCount(data)}
 	d.decode(root, reflect.ValueOf(r).Elem(), "", line)
 	if d.stopped {
 		// What was decoded is a fraction of the recipe: validating it
@@ -109,7 +110,7 @@ func yamlPos(err error, data []byte) Pos {
 		}
 		// At the end of a stream without a final line break, the "one
 		// line on" is past the last line: point at the last one.
-		return Pos{min(line, lineCount(data)), 1}
+		return clampPos(Pos{line, 1}, data)
 	}
 	// yaml.v3's reader errors (a control character, broken UTF-8) carry a
 	// byte offset it does not print: find the character ourselves.
@@ -134,6 +135,15 @@ func yamlMsg(err error, data []byte) string {
 		msg += " (" + what + "); write it as an escape in a double-quoted string, or remove it"
 	}
 	return msg
+}
+
+// clampPos keeps a position yaml.v3 puts past the end of the stream (at
+// the end without a final line break) on the last line.
+func clampPos(p Pos, data []byte) Pos {
+	if n := lineCount(data); p.Line > n {
+		return Pos{n, 1}
+	}
+	return p
 }
 
 // lineCount is how many lines yaml.v3 sees in data: one more than its line

@@ -62,7 +62,7 @@ func FuzzRender(f *testing.F) {
 	f.Fuzz(func(t *testing.T, user, filePath, fileContent, envKey, envValue, checkRun, unitContent, sudoArg, runnerDir, label string, system bool) {
 		in := sanitize(fuzzInput{User: user, FilePath: filePath, FileContent: fileContent, EnvKey: envKey, EnvValue: envValue,
 			CheckRun: checkRun, UnitContent: unitContent, SudoArg: sudoArg, RunnerDir: runnerDir, Label: label, System: system})
-		src, err := yaml.Marshal(in.recipe())
+		src, err := marshalYAML(in.recipe())
 		if err != nil {
 			t.Fatalf("marshal recipe: %v", err)
 		}
@@ -96,6 +96,22 @@ func FuzzRender(f *testing.F) {
 			t.Error(err)
 		}
 	})
+}
+
+// marshalYAML writes v as YAML with a 2-space indent. yaml.v3's default
+// (4) misplaces a block scalar's indentation indicator inside a sequence
+// item: "  0\n" under systemd[1].content reads back as "0\n".
+func marshalYAML(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 // sanitize maps fuzzed strings into what validation accepts, changing as
@@ -580,7 +596,7 @@ func reference(t testing.TB, system bool) map[string]string {
 	t.Helper()
 	plain := sanitize(fuzzInput{User: "ref", FilePath: "/ref", FileContent: "ref", EnvKey: "REF", EnvValue: "ref",
 		CheckRun: "true", UnitContent: "[Unit]\n", SudoArg: "status", RunnerDir: "/ref", Label: "ref", System: system})
-	src, err := yaml.Marshal(plain.recipe())
+	src, err := marshalYAML(plain.recipe())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,7 +108,11 @@ func sudoRecipe(cmd string) *recipes.Recipe {
 // loadRecipe writes r as YAML and loads it, as a user's file would be.
 func loadRecipe(t *testing.T, r *recipes.Recipe) (*recipes.Recipe, error) {
 	t.Helper()
-	src, err := yaml.Marshal(r)
+	var b strings.Builder
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2) // see marshalYAML in fuzz_test.go
+	err := enc.Encode(r)
+	src := []byte(b.String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -449,7 +449,14 @@ func RenderAccess(opts Options) ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	buf.WriteString(cloudConfigHeader)
-	if err := yaml.NewEncoder(&buf).Encode(cc); err != nil {
+	// Indent 2, as Render: yaml.v3's default of 4 misplaces a block
+	// scalar's indentation indicator inside a sequence item.
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(cc); err != nil {
+		return nil, fmt.Errorf("encode cloud-config: %w", err)
+	}
+	if err := enc.Close(); err != nil {
 		return nil, fmt.Errorf("encode cloud-config: %w", err)
 	}
 	return buf.Bytes(), nil
