@@ -39,8 +39,8 @@ func ReadRunner(data []byte) (RunnerPin, error) {
 // two values' bytes change: comments, blank lines, quoting, key order and
 // every other byte stay as written, so the diff of a bump is two values.
 func BumpRunner(data []byte, version, sha256 string) ([]byte, error) {
-	if _, err := runnerVersion(version); err != nil {
-		return nil, err
+	if !runnerVersionRe.MatchString(version) {
+		return nil, fmt.Errorf("runner version %q: not MAJOR.MINOR.PATCH (e.g. 2.337.0)", version)
 	}
 	if !hex64Re.MatchString(sha256) {
 		return nil, fmt.Errorf("runner sha256 %q: not a SHA-256 (64 hex digits)", sha256)

@@ -113,13 +113,3 @@ func TestOneCharacterNameWithImage(t *testing.T) {
 		t.Errorf("name a with gallery.image: %v", err)
 	}
 }
-
-// Issue 12 item 26, the recipe side: a version whose parts overflow is not
-// a runner version, for bump as for validation.
-func TestBumpRunnerRefusesOutOfRangeVersion(t *testing.T) {
-	data := []byte("runner:\n  version: 2.337.0\n  sha256: " + strings.Repeat("a", 64) + "\n")
-	_, err := recipes.BumpRunner(data, "2.99999999999999999999.0", strings.Repeat("b", 64))
-	if err == nil || !strings.Contains(err.Error(), "out of range") {
-		t.Errorf("BumpRunner(2.99999999999999999999.0) = %v, want out of range", err)
-	}
-}
