@@ -67,12 +67,12 @@ func For(r *recipes.Recipe, phase Phase) []sshsession.Check {
 	}
 	for _, u := range r.Systemd {
 		if u.Enable {
-			add(false, "unit "+u.Name+" enabled", `test "$(systemctl is-enabled %s)" = enabled`, q(u.Name))
+			add(false, "unit "+u.Name+" enabled", `test "$(systemctl is-enabled -- %s)" = enabled`, q(u.Name))
 		}
 		if phase == Build {
 			// Enabled, not started: the unit's first run belongs to the
 			// image's own VMs, not to the build.
-			add(false, "unit "+u.Name+" not active during the build", `! systemctl is-active --quiet %s`, q(u.Name))
+			add(false, "unit "+u.Name+" not active during the build", `! systemctl is-active --quiet -- %s`, q(u.Name))
 		}
 	}
 	for _, f := range r.Files {
@@ -85,8 +85,11 @@ func For(r *recipes.Recipe, phase Phase) []sshsession.Check {
 		if !strings.Contains(owner, ":") {
 			owner += ":" + owner
 		}
+		// printf, not echo: dash's echo rewrites "\n", "\t" and "\\" in the
+		// path. sha256sum reads a check line's name verbatim unless the
+		// line starts with '\', which it never does here.
 		add(true, "file "+f.Path+" ("+f.Mode+" "+f.Owner+")",
-			`test "$(stat -c '%%a %%U:%%G' %s)" = %s && echo %s | sha256sum -c --quiet -`,
+			`test "$(stat -c '%%a %%U:%%G' -- %s)" = %s && printf '%%s\n' %s | sha256sum -c --quiet -`,
 			q(f.Path), q(mode+" "+owner), q(hex.EncodeToString(sum[:])+"  "+f.Path))
 	}
 	if rn := r.Runner; rn != nil {

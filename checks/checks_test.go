@@ -1,6 +1,7 @@
 package checks
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,4 +101,44 @@ func run(t *testing.T, cmd string) string {
 		t.Fatal(err)
 	}
 	return string(out)
+}
+
+// Issue 12 item 17: a file whose path holds "\n", "\t" or "\\" as
+// characters is checked as it is. dash's echo (sh here) rewrote them, so the
+// check failed on a correct file.
+func TestFileCheckBackslashPaths(t *testing.T) {
+	dir := t.TempDir()
+	owner := strings.TrimSpace(run(t, "id -un")) + ":" + strings.TrimSpace(run(t, "id -gn"))
+	var files strings.Builder
+	var paths []string
+	for _, name := range []string{`new\nline`, `tab\there`, `two\\back`, `trailing\`, `\leading`, `per%cent`} {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("hello\n"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+		// Single-quoted YAML: backslashes are literal.
+		fmt.Fprintf(&files, "  - {path: '%s', content: \"hello\\n\", mode: \"0640\", owner: %q}\n", p, owner)
+	}
+	r, err := recipes.Parse("host.yaml", []byte("name: host\nbase: {local: {builtin: debian-bookworm}}\nfiles:\n"+files.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, p := range paths {
+		want["file "+p+" (0640 "+owner+")"] = true
+	}
+	seen := 0
+	for _, c := range For(r, Build) {
+		if !want[c.Name] {
+			continue
+		}
+		seen++
+		if out, err := exec.Command("sh", "-c", c.Run).CombinedOutput(); err != nil {
+			t.Errorf("check %q fails on a correct file: %v\n%s\n%s", c.Name, err, c.Run, out)
+		}
+	}
+	if seen != len(want) {
+		t.Errorf("found %d of %d file checks", seen, len(want))
+	}
 }

@@ -87,7 +87,17 @@ func FuzzParse(f *testing.F) {
 		}
 		// Written back out and read again, the recipe means the same: what
 		// was defaulted stays, what was written is read back as written.
-		out, err := yaml.Marshal(r)
+		// Indent 2: yaml.v3's default of 4 misplaces a block scalar's
+		// indentation indicator inside a sequence item ("  0\n" under
+		// systemd[1].content reads back as "0\n").
+		var buf bytes.Buffer
+		enc := yaml.NewEncoder(&buf)
+		enc.SetIndent(2)
+		err = enc.Encode(r)
+		if err == nil {
+			err = enc.Close()
+		}
+		out := buf.Bytes()
 		if err != nil {
 			t.Fatalf("marshal parsed recipe: %v", err)
 		}

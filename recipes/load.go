@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -44,7 +45,7 @@ func Parse(name string, data []byte) (*Recipe, error) {
 			errs.add(Pos{1, 1}, "", "the file is empty; start from recipes/local-demo.yaml")
 			return nil, errs
 		}
-		errs.add(yamlPos(err), "", "invalid YAML: "+yamlMsg(err))
+		errs.add(yamlPos(err, data), "", "invalid YAML: "+yamlMsg(err, data))
 		return nil, errs
 	}
 	var extra yaml.Node
@@ -54,7 +55,7 @@ func Parse(name string, data []byte) (*Recipe, error) {
 		return nil, errs
 	case !errors.Is(err, io.EOF):
 		// Whatever follows the recipe must not be silently dropped.
-		errs.add(yamlPos(err), "", "invalid YAML: "+yamlMsg(err))
+		errs.add(yamlPos(err, data), "", "invalid YAML: "+yamlMsg(err, data))
 		return nil, errs
 	}
 	root := &doc
@@ -62,15 +63,21 @@ func Parse(name string, data []byte) (*Recipe, error) {
 		root = root.Content[0]
 	}
 	if root.Kind != yaml.MappingNode {
-		errs.add(Pos{root.Line, root.Column}, "", "a recipe is a mapping of fields (name:, base:, packages: …), found "+kindName(root))
+		// An empty document ("---") has its null one line past the end.
+		errs.add(clampPos(Pos{root.Line, root.Column}, data), "", "a recipe is a mapping of fields (name:, base:, packages: …), found "+kindName(root))
 		return nil, errs
 	}
 	r := &Recipe{Source: name}
-	d := &decoder{errs: errs, pos: map[string]Pos{}}
-	d.decode(root, reflect.ValueOf(r).Elem(), "")
+	d := &decoder{errs: errs, pos: map[string]Pos{}, badText: map[string]bool{}, lines: lineCount(data)}
+	d.decode(root, reflect.ValueOf(r).Elem(), "", line)
+	if d.stopped {
+		// What was decoded is a fraction of the recipe: validating it
+		// would only add noise to the one error that matters.
+		return nil, errs.errOrNil()
+	}
 	r.pos = d.pos
 	applyDefaults(r)
-	validate(r, errs)
+	validate(r, errs, d.badText)
 	if err := errs.errOrNil(); err != nil {
 		return nil, err
 	}
@@ -94,24 +101,105 @@ var yamlParserProblems = map[string]bool{
 	"found undefined tag handle":             true,
 }
 
-func yamlPos(err error) Pos {
+func yamlPos(err error, data []byte) Pos {
 	msg := err.Error()
 	if m := yamlLineRe.FindStringSubmatch(strings.SplitN(msg, "\n", 2)[0]); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		if yamlParserProblems[m[2]] {
 			line++
 		}
-		return Pos{line, 1}
+		// At the end of a stream without a final line break, the "one
+		// line on" is past the last line: point at the last one.
+		return clampPos(Pos{line, 1}, data)
+	}
+	// yaml.v3's reader errors (a control character, broken UTF-8) carry a
+	// byte offset it does not print: find the character ourselves.
+	if readerError(msg) {
+		if p, _, ok := badChar(data); ok {
+			return p
+		}
 	}
 	return Pos{1, 1}
 }
 
-func yamlMsg(err error) string {
+func yamlMsg(err error, data []byte) string {
 	msg := strings.SplitN(err.Error(), "\n", 2)[0]
 	if m := yamlLineRe.FindStringSubmatch(msg); m != nil {
 		return m[2]
 	}
-	return strings.TrimPrefix(msg, "yaml: ")
+	if !readerError(msg) {
+		return strings.TrimPrefix(msg, "yaml: ")
+	}
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	if _, what, ok := badChar(data); ok {
+		msg += " (" + what + "); write it as an escape in a double-quoted string, or remove it"
+	}
+	return msg
+}
+
+// clampPos keeps a position yaml.v3 puts past the end of the stream (at
+// the end without a final line break) on the last line.
+func clampPos(p Pos, data []byte) Pos {
+	if n := lineCount(data); p.Line > n {
+		return Pos{n, 1}
+	}
+	return p
+}
+
+// lineCount is how many lines yaml.v3 sees in data: one more than its line
+// breaks (CR LF, CR, LF, NEL, LS, PS).
+func lineCount(data []byte) int {
+	n := 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == '\r' && i+1 < len(data) && data[i+1] == '\n':
+			size = 2
+			n++
+		case r == '\r' || r == '\n' || r == 0x85 || r == 0x2028 || r == 0x2029:
+			n++
+		}
+		i += size
+	}
+	return n
+}
+
+// readerError reports whether msg is one of yaml.v3's reader (character
+// level) errors, which name no line.
+func readerError(msg string) bool {
+	return strings.Contains(msg, "control characters are not allowed") || strings.Contains(msg, "UTF-8") ||
+		strings.Contains(msg, "invalid Unicode character")
+}
+
+// badChar finds the first character a YAML stream may not hold (YAML 1.2
+// §5.1, as yaml.v3's reader checks it) or the first invalid UTF-8, with its
+// position counted the way yaml.v3 counts: lines broken at CR LF, CR, LF,
+// NEL, LS and PS; columns in characters, from 1. A stream in UTF-16 (with
+// its BOM) is left to yaml.v3.
+func badChar(data []byte) (Pos, string, bool) {
+	if bytes.HasPrefix(data, []byte{0xff, 0xfe}) || bytes.HasPrefix(data, []byte{0xfe, 0xff}) {
+		return Pos{}, "", false
+	}
+	data = bytes.TrimPrefix(data, []byte("\ufeff"))
+	line, col := 1, 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			return Pos{line, col}, fmt.Sprintf("byte 0x%02x is not UTF-8", data[i]), true
+		case r == '\r' && i+1 < len(data) && data[i+1] == '\n':
+			size = 2
+			fallthrough
+		case r == '\r' || r == '\n' || r == 0x85 || r == 0x2028 || r == 0x2029:
+			line, col = line+1, 1
+		case !(r == '\t' || r >= 0x20 && r <= 0x7e || r >= 0xa0 && r <= 0xd7ff || r >= 0xe000 && r <= 0xfffd || r >= 0x10000 && r <= 0x10ffff):
+			return Pos{line, col}, fmt.Sprintf("%U", r), true
+		default:
+			col++
+		}
+		i += size
+	}
+	return Pos{}, "", false
 }
 
 // Position returns where a field path (e.g. "sudoers[0].commands[2]") was

@@ -3,10 +3,12 @@
 package recipes
 
 // Recipe is one image recipe (format v1). Field tags name the YAML keys; the
-// loader rejects any key that is not listed here.
+// loader rejects any key that is not listed here. A string field holds one
+// line without control characters unless its text tag says "multiline"
+// (tabs and line breaks too) or "data" (anything: written, never parsed).
 type Recipe struct {
 	Name        string            `yaml:"name" json:"name"`
-	Description string            `yaml:"description" json:"description,omitempty"`
+	Description string            `yaml:"description" json:"description,omitempty" text:"multiline"`
 	Base        Base              `yaml:"base" json:"base"`
 	Packages    []string          `yaml:"packages" json:"packages,omitempty"`
 	Apt         Apt               `yaml:"apt" json:"apt"`
@@ -59,7 +61,7 @@ type AptSource struct {
 	Source string `yaml:"source" json:"source"`
 	// Key is an ASCII-armored public key; KeyID a full 40-hex fingerprint
 	// fetched from KeyServer at build time. Give one of them.
-	Key       string `yaml:"key" json:"key,omitempty"`
+	Key       string `yaml:"key" json:"key,omitempty" text:"multiline"`
 	KeyID     string `yaml:"keyid" json:"keyid,omitempty"`
 	KeyServer string `yaml:"keyserver" json:"keyserver,omitempty"`
 }
@@ -106,7 +108,7 @@ type Registration struct {
 // File is a file written into the image.
 type File struct {
 	Path    string `yaml:"path" json:"path"`
-	Content string `yaml:"content" json:"content"`
+	Content string `yaml:"content" json:"content" text:"data"`
 	Mode    string `yaml:"mode" json:"mode,omitempty"`
 	Owner   string `yaml:"owner" json:"owner,omitempty"`
 }
@@ -115,14 +117,14 @@ type File struct {
 type Unit struct {
 	Name     string `yaml:"name" json:"name"`
 	Template string `yaml:"template" json:"template,omitempty"`
-	Content  string `yaml:"content" json:"content,omitempty"`
+	Content  string `yaml:"content" json:"content,omitempty" text:"multiline"`
 	Enable   bool   `yaml:"enable" json:"enable,omitempty"`
 }
 
 // Check is a command that must exit 0 on the build VM (and on verify).
 type Check struct {
 	Name string `yaml:"name" json:"name"`
-	Run  string `yaml:"run" json:"run"`
+	Run  string `yaml:"run" json:"run" text:"multiline"`
 	Sudo bool   `yaml:"sudo" json:"sudo,omitempty"`
 }
 

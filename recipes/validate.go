@@ -26,20 +26,24 @@ var (
 	// useradd's default NAME_REGEX (Debian's adduser is stricter than
 	// shadow's): lower case, digits, '_' and '-', not starting with a digit
 	// or '-', at most 32 characters.
-	accountRe     = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-	packageRe     = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$`)
-	aptNameRe     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-	unitNameRe    = regexp.MustCompile(`^[A-Za-z0-9:_.\\-]+(@[A-Za-z0-9:_.\\-]*)?\.(service|timer|socket|path|target|mount)$`)
-	envKeyRe      = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
-	modeRe        = regexp.MustCompile(`^0?[0-7]{3}$|^[0-7]{4}$`)
-	lineRe        = regexp.MustCompile(`^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$`)
-	regionRe      = regexp.MustCompile(`^[a-z][a-z0-9]{1,39}$`)
-	rgRe          = regexp.MustCompile(`^[-\w._()]{1,89}[-\w_()]$`)
-	galleryRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._]{0,78}[A-Za-z0-9]$`)
-	imageDefRe    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,78}[A-Za-z0-9]$`)
-	keyVaultRe    = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$`)
-	kvSecretRe    = regexp.MustCompile(`^[A-Za-z0-9-]{1,127}$`)
-	labelRe       = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`)
+	accountRe = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	packageRe = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$`)
+	aptNameRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	// A unit name never starts with '-': systemctl would read it as an
+	// option (-Hevil.service, --now.service).
+	unitNameRe = regexp.MustCompile(`^[A-Za-z0-9:_.\\][A-Za-z0-9:_.\\-]*(@[A-Za-z0-9:_.\\-]*)?\.(service|timer|socket|path|target|mount)$`)
+	envKeyRe   = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
+	modeRe     = regexp.MustCompile(`^0?[0-7]{3}$|^[0-7]{4}$`)
+	lineRe     = regexp.MustCompile(`^(0|[1-9][0-9]{0,8})\.(0|[1-9][0-9]{0,8})$`)
+	regionRe   = regexp.MustCompile(`^[a-z][a-z0-9]{1,39}$`)
+	rgRe       = regexp.MustCompile(`^[-\w._()]{1,89}[-\w_()]$`)
+	galleryRe  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._]{0,78}[A-Za-z0-9]$`)
+	imageDefRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,78}[A-Za-z0-9]$`)
+	keyVaultRe = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$`)
+	kvSecretRe = regexp.MustCompile(`^[A-Za-z0-9-]{1,127}$`)
+	// Labels reach config.sh's --labels as one comma-joined argument; a
+	// leading '-' would read as a flag.
+	labelRe       = regexp.MustCompile(`^[A-Za-z0-9._][A-Za-z0-9._-]{0,99}$`)
 	urnPartRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 	vmSizeRe      = regexp.MustCompile(`^(Standard|Basic)_[A-Za-z0-9_-]+$`)
 	fingerprintRe = regexp.MustCompile(`^[0-9A-Fa-f]{40}$`)
@@ -49,6 +53,11 @@ var (
 	// name a download.
 	runnerVersionRe = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$`)
 	tagKeyBadRe     = regexp.MustCompile(`[<>%&\\?/]`)
+	// cloud-init's templater (BASIC_MATCHER) reads $name and ${name} in an
+	// apt source, name being [A-Za-z0-9_.]+; it defines KEY_FILE only when
+	// "$KEY_FILE" is spelt so.
+	aptVarRe     = regexp.MustCompile(`\$\{[A-Za-z0-9_.]+\}|\$[A-Za-z0-9_.]+`)
+	aptKeyFileRe = regexp.MustCompile(`\$KEY_FILE([^A-Za-z0-9_.]|$)`)
 )
 
 // Builtin names accepted in base.local.builtin and systemd[].template.
@@ -73,6 +82,12 @@ func applyDefaults(r *Recipe) {
 	for i := range r.Sudoers {
 		if r.Sudoers[i].RunAs == "" {
 			r.Sudoers[i].RunAs = "ALL"
+		}
+		for j, cmd := range r.Sudoers[i].Commands {
+			// sudo reads a command's words however they are spaced and
+			// prints them one space apart (sudo -l); the rule and its
+			// built-in check use that form.
+			r.Sudoers[i].Commands[j] = squeezeSpaces(cmd)
 		}
 	}
 	for i := range r.Files {
@@ -116,13 +131,33 @@ func applyDefaults(r *Recipe) {
 	}
 }
 
+// squeezeSpaces drops leading and trailing spaces and runs of spaces
+// between words. Only ' ': other whitespace is refused as a control
+// character or is part of a word to sudo.
+func squeezeSpaces(s string) string {
+	words := strings.Split(s, " ")
+	out := words[:0]
+	for _, w := range words {
+		if w != "" {
+			out = append(out, w)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
 // v collects validation errors against the recipe's recorded positions.
 type v struct {
 	r    *Recipe
 	errs *ErrorList
+	// badText are fields the decoder refused for their characters: one
+	// error for one mistake.
+	badText map[string]bool
 }
 
 func (c v) errf(field, format string, args ...any) {
+	if c.badText[field] {
+		return
+	}
 	c.errs.add(c.r.Position(field), field, fmt.Sprintf(format, args...))
 }
 
@@ -135,8 +170,8 @@ func oneOf(s string, allowed []string) bool {
 	return false
 }
 
-func validate(r *Recipe, errs *ErrorList) {
-	c := v{r, errs}
+func validate(r *Recipe, errs *ErrorList, badText map[string]bool) {
+	c := v{r, errs, badText}
 	if r.Name == "" {
 		c.errf("name", "required; give the recipe a name such as github-runner-focal")
 	} else if !recipeNameRe.MatchString(r.Name) {
@@ -222,6 +257,8 @@ func (c v) apt() {
 			c.errf(f+".source", "must be a one-line apt entry starting with \"deb \", e.g. deb [signed-by=$KEY_FILE] https://example.com/apt focal main")
 		} else if strings.ContainsAny(s.Source, "\n\r") {
 			c.errf(f+".source", "must be a single line")
+		} else if m := aptVarRe.FindString(aptKeyFileRe.ReplaceAllString(s.Source, "")); m != "" {
+			c.errf(f+".source", "%q: cloud-init replaces $NAME and ${NAME} in apt sources (an unknown one fails the boot, $RELEASE or $MIRROR change with the base); only $KEY_FILE is supported: write the value itself", m)
 		}
 		if s.Key != "" && !strings.Contains(s.Key, "-----BEGIN PGP PUBLIC KEY BLOCK-----") {
 			c.errf(f+".key", "must be an ASCII-armored PGP public key (-----BEGIN PGP PUBLIC KEY BLOCK-----)")
@@ -281,8 +318,70 @@ func (c v) accounts() map[string]bool {
 		}
 		c.absPath(f+".home", u.Home)
 		c.absPath(f+".shell", u.Shell)
+		// ':' separates /etc/passwd's fields: useradd refuses it in both.
+		for _, p := range []struct{ field, val string }{{f + ".home", u.Home}, {f + ".shell", u.Shell}} {
+			if strings.Contains(p.val, ":") {
+				c.errf(p.field, "%q: ':' separates the fields of /etc/passwd, so useradd refuses it; choose a path without ':'", p.val)
+			}
+		}
+		c.ownDir(f+".home", u.Home)
 	}
 	return users
+}
+
+// ownDir refuses a directory that imagebake creates for a user (a home, the
+// runner's directory) where the base system or imagebake already has one:
+// `install -d -o USER` would hand it to that user.
+func (c v) ownDir(field, p string) {
+	if p == "" || !strings.HasPrefix(p, "/") {
+		return
+	}
+	if why, bad := systemDir(p); bad {
+		c.errf(field, "%q %s; it would be given to the user: choose a directory of its own, e.g. under /home, /srv or /opt", p, why)
+	}
+}
+
+// systemDir says whether p is, or lies in, a directory of the base system
+// or of imagebake, and why.
+func systemDir(p string) (string, bool) {
+	for _, d := range contract.ReservedDirs() {
+		if p == d || strings.HasPrefix(p, d+"/") {
+			return "is imagebake's own directory", true
+		}
+	}
+	systemOwned, shared := systemDirs()
+	for _, d := range systemOwned {
+		if p == d || strings.HasPrefix(p, d+"/") {
+			return "belongs to the base system", true
+		}
+	}
+	for _, d := range shared {
+		if p == d {
+			return "is a shared system directory", true
+		}
+	}
+	return "", false
+}
+
+// isSystemDir reports whether p is one of systemDirs' directories itself.
+func isSystemDir(p string) bool {
+	systemOwned, shared := systemDirs()
+	for _, d := range append(systemOwned, shared...) {
+		if p == d {
+			return true
+		}
+	}
+	return false
+}
+
+// systemDirs are the base system's directories: those it owns with all
+// they hold, and those shared by everything installed in them.
+func systemDirs() (owned, shared []string) {
+	return []string{"/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/lost+found",
+			"/proc", "/root", "/run", "/sbin", "/sys", "/tmp", "/usr", "/var/backups", "/var/cache", "/var/lib/apt",
+			"/var/lib/cloud", "/var/lib/dpkg", "/var/lib/systemd", "/var/lib/waagent", "/var/lock", "/var/log",
+			"/var/mail", "/var/run", "/var/spool", "/var/tmp"},
+		[]string{"/", "/home", "/media", "/mnt", "/opt", "/srv", "/var", "/var/lib", "/var/local", "/var/opt"}
 }
 
 func (c v) absPath(field, p string) {
@@ -321,8 +420,14 @@ func (c v) sudoers(users map[string]bool) {
 				c.errf(cf, "empty command")
 			case strings.ContainsAny(cmd, sudoersSpecial):
 				c.errf(cf, "%q contains one of , : = \\ # \" or a newline, which sudoers would read as syntax; wrap the command in a script", cmd)
+			case prog[0] == "sudoedit":
+				// sudoers' built-in: named bare, followed by the files.
+			case path.Base(prog[0]) == "sudoedit":
+				c.errf(cf, "%q: sudoers names sudoedit without a path (visudo refuses %s); write sudoedit /path/to/file", cmd, prog[0])
 			case !strings.HasPrefix(prog[0], "/"):
 				c.errf(cf, "%q is not an absolute path; write /usr/bin/%s", prog[0], prog[0])
+			case prog[0] == "/":
+				c.errf(cf, "%q: \"/\" is not a command (visudo refuses it); name the program, e.g. /usr/bin/apt-get", cmd)
 			case path.Clean(prog[0]) != prog[0]:
 				c.errf(cf, "%q is not a clean path", prog[0])
 			}
@@ -335,11 +440,11 @@ func (c v) runner(users map[string]bool) {
 	if rn == nil {
 		return
 	}
-	ver, err := goversion.NewVersion(rn.Version)
+	ver, err := runnerVersion(rn.Version)
 	switch {
 	case rn.Version == "":
 		c.errf("runner.version", "required, e.g. 2.337.0")
-	case err != nil || !runnerVersionRe.MatchString(rn.Version):
+	case err != nil:
 		c.errf("runner.version", "%q is not a runner version (MAJOR.MINOR.PATCH, e.g. 2.337.0)", rn.Version)
 	case ver.LessThan(goversion.Must(goversion.NewVersion(MinRunnerVersion))):
 		c.errf("runner.version", "%s is older than %s, the oldest runner GitHub registers; run `imagebake bump runner %s --latest`", rn.Version, MinRunnerVersion, c.r.Source)
@@ -355,6 +460,7 @@ func (c v) runner(users map[string]bool) {
 		c.errf("runner.user", "%q is not declared under users:", rn.User)
 	}
 	c.absPath("runner.dir", rn.Dir)
+	c.ownDir("runner.dir", rn.Dir)
 	if strings.ContainsAny(rn.Dir, "%\\") || strings.TrimRight(rn.Dir, " \t") != rn.Dir {
 		// systemd expands %-specifiers, joins a line ending in '\' with the
 		// next and strips trailing blanks in the unit's WorkingDirectory=.
@@ -372,7 +478,7 @@ func (c v) runner(users map[string]bool) {
 	}
 	for i, l := range rn.Labels {
 		if !labelRe.MatchString(l) {
-			c.errf(fmt.Sprintf("runner.labels[%d]", i), "%q: labels use letters, digits, '.', '_' and '-'", l)
+			c.errf(fmt.Sprintf("runner.labels[%d]", i), "%q: labels use letters, digits, '.', '_' and '-', and do not start with '-'", l)
 		}
 	}
 	for k, val := range rn.Env {
@@ -391,13 +497,13 @@ func (c v) runner(users map[string]bool) {
 		}
 	}
 	if rn.Lifecycle == "cycle-tag" {
-		for _, k := range []string{"RESOURCE_GROUP"} {
+		for _, k := range []string{contract.EnvResourceGroup} {
 			if _, ok := rn.Env[k]; !ok {
 				c.errf("runner.env", "lifecycle cycle-tag needs %s in runner.env (the VM's resource group)", k)
 			}
 		}
 	}
-	if _, ok := rn.Env["REPO_URL"]; !ok {
+	if _, ok := rn.Env[contract.EnvRepoURL]; !ok {
 		c.errf("runner.env", "REPO_URL is required: the repository or organization URL the runner registers with")
 	}
 }
@@ -405,9 +511,22 @@ func (c v) runner(users map[string]bool) {
 // runnerOwnEnv are the env file's variables that imagebake writes from other
 // fields; a recipe's value for them would be dropped.
 var runnerOwnEnv = map[string]string{
-	"KEYVAULT_NAME":   "runner.registration.keyVault",
-	"KEYVAULT_SECRET": "runner.registration.secret",
-	"RUNNER_LABELS":   "runner.labels",
+	contract.EnvKeyVaultName:   "runner.registration.keyVault",
+	contract.EnvKeyVaultSecret: "runner.registration.secret",
+	contract.EnvRunnerLabels:   "runner.labels",
+}
+
+// runnerVersion reads a runner version as its release spells it
+// (MAJOR.MINOR.PATCH, no 'v', no padding), each part within range.
+func runnerVersion(s string) (*goversion.Version, error) {
+	if !runnerVersionRe.MatchString(s) {
+		return nil, fmt.Errorf("runner version %q: not MAJOR.MINOR.PATCH (e.g. 2.337.0)", s)
+	}
+	ver, err := goversion.NewVersion(s)
+	if err != nil {
+		return nil, fmt.Errorf("runner version %q: a part is out of range", s)
+	}
+	return ver, nil
 }
 
 func looksSecret(k string) bool {
@@ -444,16 +563,20 @@ func (c v) files(users map[string]bool) {
 				c.errf(f+".path", "%s is also written by %s; one path, one file", fl.Path, prev)
 			}
 			seen[fl.Path] = f
-			if strings.HasPrefix(fl.Path, "/etc/sudoers.d/") {
+			sudoersDir := strings.TrimSuffix(contract.SudoersDir, "/")
+			if fl.Path == contract.SudoersFile || fl.Path == sudoersDir || strings.HasPrefix(fl.Path, contract.SudoersDir) {
 				c.errf(f+".path", "write sudo rules under sudoers:, where they are checked with visudo")
 			}
-			for _, dir := range []string{"/etc/imagebake/", "/opt/imagebake/", "/opt/githubrunner/"} {
-				if strings.HasPrefix(fl.Path, dir) {
-					c.errf(f+".path", "imagebake writes its own files under %s; choose another path", dir)
+			for _, dir := range contract.ReservedDirs() {
+				if fl.Path == dir || strings.HasPrefix(fl.Path, dir+"/") {
+					c.errf(f+".path", "imagebake writes its own files under %s/; choose another path", dir)
 				}
 			}
+			if isSystemDir(fl.Path) {
+				c.errf(f+".path", "%s is a directory of the base system: a file cannot take its place", fl.Path)
+			}
 			for j, u := range c.r.Systemd {
-				if fl.Path == "/etc/systemd/system/"+u.Name {
+				if fl.Path == contract.SystemdUnitDir+u.Name {
 					c.errf(f+".path", "%s is written by systemd[%d]; give the unit's content there", fl.Path, j)
 				}
 			}
@@ -469,7 +592,9 @@ func (c v) units() {
 	seen := map[string]bool{}
 	for i, u := range c.r.Systemd {
 		f := fmt.Sprintf("systemd[%d]", i)
-		if !unitNameRe.MatchString(u.Name) {
+		if strings.HasPrefix(u.Name, "-") {
+			c.errf(f+".name", "%q starts with '-', which systemctl would read as an option; name the unit with a letter or digit first", u.Name)
+		} else if !unitNameRe.MatchString(u.Name) {
 			c.errf(f+".name", "%q is not a systemd unit name (e.g. my-agent.service)", u.Name)
 		}
 		if seen[u.Name] {
@@ -511,7 +636,16 @@ func (c v) gallery() {
 		c.errf("gallery.version", "%q is not a MAJOR.MINOR line such as \"1.0\" (the patch is chosen automatically)", g.Version)
 	}
 	if !imageDefRe.MatchString(g.Image) {
-		c.errf("gallery.image", "%q: image names use letters, digits, '.', '_' and '-' (2-80)", g.Image)
+		_, written := c.r.pos["gallery.image"]
+		switch {
+		case written:
+			c.errf("gallery.image", "%q: image names use letters, digits, '.', '_' and '-' (2-80)", g.Image)
+		case g.Azure != nil && g.Azure.Image != "":
+			// Defaulted from gallery.azure.image, which says it there.
+		case recipeNameRe.MatchString(c.r.Name):
+			// Defaulted from the name: say so where the author wrote it.
+			c.errf("name", "%q is also the gallery image's name (gallery.image is not set), which needs 2-80 characters; use a longer name or set gallery.image", c.r.Name)
+		}
 	}
 	if a := g.Azure; a != nil {
 		if !rgRe.MatchString(a.ResourceGroup) {

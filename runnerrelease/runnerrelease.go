@@ -10,10 +10,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // DefaultBaseURL is GitHub's API; GitHub Enterprise and tests pass another.
@@ -48,16 +51,30 @@ var (
 // An empty baseURL means DefaultBaseURL; a non-empty token is sent as a
 // bearer token (it lifts the anonymous rate limit of 60 requests an hour).
 func Latest(ctx context.Context, baseURL, token string) (Release, error) {
-	return fetch(ctx, baseURL, token, "latest", "latest runner release")
+	return fetch(ctx, nil, baseURL, token, "latest", "latest runner release")
 }
 
 // Get returns the release tagged v<version> (a leading "v" is accepted).
 func Get(ctx context.Context, baseURL, token, version string) (Release, error) {
 	v := strings.TrimPrefix(version, "v")
-	if !versionRe.MatchString(v) {
-		return Release{}, fmt.Errorf("runner release %q: not a version such as 2.337.0", version)
+	if err := checkVersion(v); err != nil {
+		return Release{}, fmt.Errorf("runner release %q: %w", version, err)
 	}
-	return fetch(ctx, baseURL, token, "tags/v"+url.PathEscape(v), "runner release v"+v)
+	return fetch(ctx, nil, baseURL, token, "tags/v"+url.PathEscape(v), "runner release v"+v)
+}
+
+// checkVersion accepts MAJOR.MINOR.PATCH as releases spell it, each part
+// small enough for a version comparison (int64, as go-version reads it).
+func checkVersion(v string) error {
+	if !versionRe.MatchString(v) {
+		return errors.New("not a version such as 2.337.0")
+	}
+	for _, part := range strings.Split(v, ".") {
+		if _, err := strconv.ParseInt(part, 10, 64); err != nil {
+			return fmt.Errorf("version part %s is out of range", part)
+		}
+	}
+	return nil
 }
 
 type apiRelease struct {
@@ -71,13 +88,18 @@ type apiRelease struct {
 	} `json:"assets"`
 }
 
-func fetch(ctx context.Context, baseURL, token, which, noun string) (Release, error) {
+// fetch asks the API; transport is nil (http.DefaultTransport) except in
+// tests, which serve TLS on 127.0.0.1.
+func fetch(ctx context.Context, transport http.RoundTripper, baseURL, token, which, noun string) (Release, error) {
 	if baseURL == "" {
 		baseURL = DefaultBaseURL
 	}
 	u, err := url.Parse(strings.TrimRight(baseURL, "/") + "/repos/actions/runner/releases/" + which)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return Release{}, fmt.Errorf("%s: API URL %q is not an http(s) URL", noun, baseURL)
+	}
+	if token != "" && u.Scheme == "http" && !loopback(u.Hostname()) {
+		return Release{}, fmt.Errorf("%s: API URL %s is plain http: GITHUB_TOKEN is only sent over https (or to this machine)", noun, u.Redacted())
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -91,7 +113,8 @@ func fetch(ctx context.Context, baseURL, token, which, noun string) (Release, er
 	}
 	// A client per call: no shared mutable state, and the timeout bounds a
 	// stalled server even when ctx has no deadline.
-	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+	client := &http.Client{Timeout: 60 * time.Second, Transport: transport, CheckRedirect: sameOrigin}
+	resp, err := client.Do(req)
 	if err != nil {
 		return Release{}, fmt.Errorf("%s: %w", noun, err)
 	}
@@ -113,14 +136,66 @@ func fetch(ctx context.Context, baseURL, token, which, noun string) (Release, er
 	return parse(rel, noun)
 }
 
+// sameOrigin follows a redirect only to the scheme and host the request
+// began with. Go's client drops Authorization on a redirect to another
+// domain but keeps it from https to http on the same host, and either way
+// the answer would come from somewhere the caller never named.
+func sameOrigin(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	from := via[0].URL
+	switch {
+	case from.Scheme == "https" && req.URL.Scheme != "https":
+		return fmt.Errorf("refusing a redirect from https to %s (%s): it would send GITHUB_TOKEN in clear text", req.URL.Scheme, req.URL.Redacted())
+	case !strings.EqualFold(req.URL.Host, from.Host):
+		return fmt.Errorf("refusing a redirect from %s to another host, %s", from.Host, req.URL.Host)
+	}
+	return nil
+}
+
+// loopback reports whether host is this machine.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+// maxMessage bounds how much of the API's own text goes into an error.
+const maxMessage = 300
+
+// clean makes text from the API safe for a terminal and a log line:
+// control characters (ESC sequences, BEL, CR) and bidirectional overrides
+// are shown escaped, invalid UTF-8 as U+FFFD, and the length is bounded.
+func clean(s string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
+		if n++; n > maxMessage {
+			b.WriteString("…")
+			break
+		}
+		switch {
+		case unicode.IsControl(r), unicode.Is(unicode.Bidi_Control, r), r == 0x2028, r == 0x2029:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
 func statusError(resp *http.Response, body []byte, authed bool) error {
 	var apiErr struct {
 		Message string `json:"message"`
 	}
 	_ = json.Unmarshal(body, &apiErr)
-	msg := resp.Status
+	msg := clean(resp.Status)
 	if apiErr.Message != "" {
-		msg += ": " + apiErr.Message
+		msg += ": " + clean(apiErr.Message)
 	}
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
@@ -138,12 +213,15 @@ func parse(rel apiRelease, noun string) (Release, error) {
 	if !versionRe.MatchString(v) {
 		return Release{}, fmt.Errorf("%s: tag_name %q is not v<MAJOR.MINOR.PATCH>", noun, rel.TagName)
 	}
+	if err := checkVersion(v); err != nil {
+		return Release{}, fmt.Errorf("%s: the API's tag_name %q: %w", noun, rel.TagName, err)
+	}
 	noun = "runner release " + rel.TagName
 	if rel.Draft {
 		return Release{}, fmt.Errorf("%s: is a draft", noun)
 	}
 	tarball := TarballName(v)
-	out := Release{Version: v, URL: rel.HTMLURL}
+	out := Release{Version: v, URL: pageURL(rel.HTMLURL)}
 	var fromAsset, fromNotes string
 	for _, a := range rel.Assets {
 		if a.Name != tarball || a.Digest == "" {
@@ -175,4 +253,14 @@ func parse(rel apiRelease, noun string) (Release, error) {
 		return Release{}, fmt.Errorf("%s: no SHA-256 for %s: no assets[].digest for it and no <!-- BEGIN SHA linux-x64 --> block in the notes", noun, tarball)
 	}
 	return out, nil
+}
+
+// pageURL keeps the release page's address only if it is an http(s) URL:
+// it is printed for humans, so it must not carry terminal escapes.
+func pageURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || clean(s) != s {
+		return ""
+	}
+	return s
 }

@@ -147,3 +147,136 @@ func TestReleaseBadBaseURL(t *testing.T) {
 		}
 	}
 }
+
+// Issue 12 item 6: a redirect is followed only to the scheme and host the
+// request began with; GITHUB_TOKEN never reaches another host or plain http.
+func TestReleaseRedirects(t *testing.T) {
+	const latest = "/repos/actions/runner/releases/latest"
+	doc := release("v2.338.0", notes("2.338.0", shaA))
+	// elsewhere counts what reaches another host, with or without a token.
+	var elsewhereHits int
+	var elsewhereAuth string
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhereHits++
+		elsewhereAuth = r.Header.Get("Authorization")
+		_ = json.NewEncoder(w).Encode(doc)
+	}))
+	t.Cleanup(elsewhere.Close)
+
+	tests := []struct {
+		name    string
+		tls     bool
+		target  func(self string) string // where latest redirects to
+		wantErr string
+	}{
+		{name: "same host", target: func(self string) string { return self + "/moved" }},
+		{name: "same host over https", tls: true, target: func(self string) string { return self + "/moved" }},
+		{name: "another host", target: func(string) string { return elsewhere.URL + latest }, wantErr: "refusing a redirect from 127.0.0.1:"},
+		{name: "https to another host over http", tls: true, target: func(string) string { return elsewhere.URL + latest }, wantErr: "refusing a redirect from https to http"},
+		{name: "https to http on the same host", tls: true, target: func(self string) string { return "http://" + strings.TrimPrefix(self, "https://") + "/moved" }, wantErr: "refusing a redirect from https to http"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			elsewhereHits, elsewhereAuth = 0, ""
+			var sawAuth []string
+			var self string
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				sawAuth = append(sawAuth, r.Header.Get("Authorization"))
+				switch r.URL.Path {
+				case latest:
+					http.Redirect(w, r, tt.target(self), http.StatusFound)
+				case "/moved":
+					_ = json.NewEncoder(w).Encode(doc)
+				default:
+					http.NotFound(w, r)
+				}
+			})
+			var srv *httptest.Server
+			if tt.tls {
+				srv = httptest.NewTLSServer(h)
+			} else {
+				srv = httptest.NewServer(h)
+			}
+			t.Cleanup(srv.Close)
+			self = srv.URL
+			got, err := fetch(context.Background(), srv.Client().Transport, srv.URL, "ghp_secret", "latest", "latest runner release")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				if elsewhereHits != 0 || elsewhereAuth != "" {
+					t.Errorf("the other host got %d requests (Authorization %q)", elsewhereHits, elsewhereAuth)
+				}
+				if len(sawAuth) != 1 {
+					t.Errorf("the API server got %d requests, want only the first", len(sawAuth))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Version != "2.338.0" || len(sawAuth) != 2 || sawAuth[1] != "Bearer ghp_secret" {
+				t.Errorf("got %+v after requests with Authorization %q", got, sawAuth)
+			}
+		})
+	}
+}
+
+// The token is never sent over plain http to another machine in the first
+// place (a mistyped --api-url); refused before any connection.
+func TestReleaseTokenNeedsHTTPS(t *testing.T) {
+	_, err := Latest(context.Background(), "http://github.example.invalid/api/v3", "ghp_secret")
+	if err == nil || !strings.Contains(err.Error(), "only sent over https") || strings.Contains(err.Error(), "ghp_secret") {
+		t.Errorf("err = %v", err)
+	}
+	// Loopback with a token stays possible: TestReleaseLatestAndGet sends
+	// one to its http server on 127.0.0.1.
+}
+
+// Issue 12 item 26: a version the API returns out of range is an error
+// about the API's value (bump blamed a --to flag that was never given).
+func TestReleaseVersionOutOfRange(t *testing.T) {
+	srv := server(t, map[string]any{"/repos/actions/runner/releases/latest": release("v2.99999999999999999999.0", notes("2.99999999999999999999.0", shaA))}, nil)
+	_, err := Latest(context.Background(), srv.URL, "")
+	if err == nil || !strings.Contains(err.Error(), `latest runner release: the API's tag_name "v2.99999999999999999999.0": version part 99999999999999999999 is out of range`) {
+		t.Errorf("err = %v", err)
+	}
+	if _, err := Get(context.Background(), srv.URL, "", "2.99999999999999999999.0"); err == nil || !strings.Contains(err.Error(), "out of range") {
+		t.Errorf("Get: err = %v", err)
+	}
+}
+
+// Issue 12 item 26: the API's error text reaches the terminal escaped.
+func TestReleaseAPIErrorSanitised(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+		_, _ = w.Write([]byte(`{"message":"\u001b]0;pwned\u0007\u001b[2Jgone\r\u202eevil` + strings.Repeat("x", 1000) + `"}`))
+	}))
+	t.Cleanup(srv.Close)
+	_, err := Latest(context.Background(), srv.URL, "")
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	for _, r := range msg {
+		if r < 0x20 || r == 0x7f || r == 0x202e {
+			t.Fatalf("error holds %U raw: %q", r, msg)
+		}
+	}
+	if !strings.Contains(msg, `\x1b]0;pwned\a\x1b[2Jgone\r\u202eevil`) || len(msg) > 500 {
+		t.Errorf("error = %q (%d bytes), want the message escaped and bounded", msg, len(msg))
+	}
+}
+
+func TestReleasePageURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://github.com/actions/runner/releases/tag/v2.338.0": "https://github.com/actions/runner/releases/tag/v2.338.0",
+		"javascript:alert(1)":              "",
+		"https://github.com/\u001b[31mred": "",
+		"":                                 "",
+	} {
+		if got := pageURL(in); got != want {
+			t.Errorf("pageURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/imagebake/imagebake/recipes"
 )
 
 // MaxCustomDataBytes is Azure's limit on custom data, decoded: 65,535 bytes
@@ -57,4 +59,18 @@ func biggest(parts []Part, n int) []Part {
 		sorted = sorted[:n]
 	}
 	return sorted
+}
+
+// CheckTargets applies the limits of the targets a recipe is baked for to
+// its rendered document. Azure's custom-data limit applies only when the
+// recipe has base.azure: the local target serves the document to its guest
+// over NoCloud, where no such limit exists.
+func CheckTargets(r *recipes.Recipe, doc *Document) error {
+	if r.Base.Azure == "" {
+		return nil
+	}
+	if _, err := CustomData(doc); err != nil {
+		return fmt.Errorf("target azure: %w", err)
+	}
+	return nil
 }

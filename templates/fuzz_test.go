@@ -62,7 +62,7 @@ func FuzzRender(f *testing.F) {
 	f.Fuzz(func(t *testing.T, user, filePath, fileContent, envKey, envValue, checkRun, unitContent, sudoArg, runnerDir, label string, system bool) {
 		in := sanitize(fuzzInput{User: user, FilePath: filePath, FileContent: fileContent, EnvKey: envKey, EnvValue: envValue,
 			CheckRun: checkRun, UnitContent: unitContent, SudoArg: sudoArg, RunnerDir: runnerDir, Label: label, System: system})
-		src, err := yaml.Marshal(in.recipe())
+		src, err := marshalYAML(in.recipe())
 		if err != nil {
 			t.Fatalf("marshal recipe: %v", err)
 		}
@@ -98,6 +98,22 @@ func FuzzRender(f *testing.F) {
 	})
 }
 
+// marshalYAML writes v as YAML with a 2-space indent. yaml.v3's default
+// (4) misplaces a block scalar's indentation indicator inside a sequence
+// item: "  0\n" under systemd[1].content reads back as "0\n".
+func marshalYAML(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
 // sanitize maps fuzzed strings into what validation accepts, changing as
 // little as it can so that odd but valid characters still get through.
 func sanitize(in fuzzInput) fuzzInput {
@@ -108,17 +124,12 @@ func sanitize(in fuzzInput) fuzzInput {
 	}
 	in.FileContent = strings.ToValidUTF8(in.FileContent, "?")
 	in.EnvKey = envKey(in.EnvKey)
-	in.EnvValue = strings.Map(func(r rune) rune {
-		if r == 0 || r == '\n' || r == '\r' {
-			return -1
-		}
-		return r
-	}, strings.ToValidUTF8(in.EnvValue, "?"))
-	in.CheckRun = strings.ToValidUTF8(in.CheckRun, "?")
+	in.EnvValue = dropControl(strings.ToValidUTF8(in.EnvValue, "?"), false)
+	in.CheckRun = dropControl(strings.ToValidUTF8(in.CheckRun, "?"), true)
 	if strings.TrimSpace(in.CheckRun) == "" {
 		in.CheckRun += "true"
 	}
-	in.UnitContent = strings.ToValidUTF8(in.UnitContent, "?")
+	in.UnitContent = dropControl(strings.ToValidUTF8(in.UnitContent, "?"), true)
 	if in.UnitContent == "" {
 		in.UnitContent = "[Unit]\n"
 	}
@@ -127,7 +138,7 @@ func sanitize(in fuzzInput) fuzzInput {
 			return -1
 		}
 		return r
-	}, strings.ToValidUTF8(in.SudoArg, "?"))
+	}, dropControl(strings.ToValidUTF8(in.SudoArg, "?"), false))
 	in.RunnerDir = absPath(in.RunnerDir, "/r")
 	in.Label = strings.Map(func(r rune) rune {
 		if r < utf8.RuneSelf && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-", r)) {
@@ -135,8 +146,8 @@ func sanitize(in fuzzInput) fuzzInput {
 		}
 		return -1
 	}, in.Label)
-	if in.Label == "" {
-		in.Label = "l"
+	if in.Label == "" || in.Label[0] == '-' {
+		in.Label = "l" + in.Label
 	}
 	in.Label = in.Label[:min(len(in.Label), 100)]
 	return in
@@ -162,13 +173,22 @@ func account(s string) string {
 	return s
 }
 
-func absPath(p, fallback string) string {
-	p = strings.Map(func(r rune) rune {
-		if r == 0 || r == '\n' || r == '\r' {
+// dropControl removes what validation refuses as control characters: all
+// of them in one-line fields, all but tab and line breaks in multi-line ones.
+func dropControl(s string, multiline bool) string {
+	return strings.Map(func(r rune) rune {
+		if multiline && (r == '\t' || r == '\n' || r == '\r') {
+			return r
+		}
+		if r < 0x20 || r >= 0x7f && r <= 0x9f {
 			return -1
 		}
 		return r
-	}, strings.ToValidUTF8(p, "?"))
+	}, s)
+}
+
+func absPath(p, fallback string) string {
+	p = dropControl(strings.ToValidUTF8(p, "?"), false)
 	p = path.Clean("/" + p)
 	if p == "/" {
 		return fallback
@@ -192,7 +212,13 @@ func envKey(s string) string {
 	return s
 }
 
+// sudoCommand is the command as written; the recipe holds it the way sudo
+// reads it, its words one space apart.
 func (in fuzzInput) sudoCommand() string { return "/usr/bin/systemctl " + in.SudoArg }
+
+func (in fuzzInput) sudoCommandLoaded() string {
+	return strings.Join(strings.FieldsFunc(in.sudoCommand(), func(r rune) bool { return r == ' ' }), " ")
+}
 
 func (in fuzzInput) recipe() recipes.Recipe {
 	env := map[string]string{"RESOURCE_GROUP": "github-runners", "REPO_URL": "https://github.com/my-org/my-repo"}
@@ -229,7 +255,7 @@ func checkLoaded(t *testing.T, in fuzzInput, r *recipes.Recipe) {
 		{"runner.labels[1]", r.Runner.Labels[1], in.Label},
 		{"checks[0].run", r.Checks[0].Run, in.CheckRun},
 		{"systemd[1].content", r.Systemd[1].Content, in.UnitContent},
-		{"sudoers[0].commands[1]", r.Sudoers[0].Commands[1], in.sudoCommand()},
+		{"sudoers[0].commands[1]", r.Sudoers[0].Commands[1], in.sudoCommandLoaded()},
 	} {
 		if c.got != c.want {
 			t.Errorf("recipe %s: loaded %q, wrote %q", c.what, c.got, c.want)
@@ -293,7 +319,7 @@ func checkRendered(t *testing.T, in fuzzInput, doc *templates.Document, ref map[
 	}
 	sudoers := files[templates.SudoersPath(in.User, 0)]
 	if want := "# Rendered by imagebake from recipe " + fuzzRecipeName + "\n" + in.User +
-		" ALL=(ALL) NOPASSWD: /usr/bin/apt-get, " + in.sudoCommand() + "\n"; sudoers.Content != want {
+		" ALL=(ALL) NOPASSWD: /usr/bin/apt-get, " + in.sudoCommandLoaded() + "\n"; sudoers.Content != want {
 		t.Errorf("sudoers: got %q, want %q", sudoers.Content, want)
 	}
 	for _, p := range doc.Parts {
@@ -305,7 +331,7 @@ func checkRendered(t *testing.T, in fuzzInput, doc *templates.Document, ref map[
 	// users: default first, the recipe's user as declared, the build login.
 	checkUsers(t, in, cc.Users)
 	if in.System {
-		want := []string{"install", "-d", "-o", in.User, "-g", in.User, "-m", "0755", "/home/" + in.User}
+		want := []string{"install", "-d", "-o", in.User, "-g", in.User, "-m", "0755", "--", "/home/" + in.User}
 		found := false
 		for _, c := range cc.Runcmd {
 			found = found || fmt.Sprint(c) == fmt.Sprint(want)
@@ -570,7 +596,7 @@ func reference(t testing.TB, system bool) map[string]string {
 	t.Helper()
 	plain := sanitize(fuzzInput{User: "ref", FilePath: "/ref", FileContent: "ref", EnvKey: "REF", EnvValue: "ref",
 		CheckRun: "true", UnitContent: "[Unit]\n", SudoArg: "status", RunnerDir: "/ref", Label: "ref", System: system})
-	src, err := yaml.Marshal(plain.recipe())
+	src, err := marshalYAML(plain.recipe())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,24 +12,41 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/imagebake/imagebake/internal/contract"
 	"github.com/imagebake/imagebake/recipes"
 )
 
 //go:embed files/*.tmpl
 var files embed.FS
 
-// Paths where the runner's pieces land in the image. The lifecycle script
-// keeps the founding runbook's path so existing automation finds it.
+// Paths where the runner's pieces land in the image; internal/contract
+// holds them, as recipes validation reads them too.
 const (
-	RunnerEnvFile      = "/etc/imagebake/runner.env"
-	RunnerStartScript  = "/opt/githubrunner/start_runner.sh"
-	RunnerCycleScript  = "/opt/githubrunner/completed_cycle.sh"
-	RunnerInstallerSh  = "/opt/imagebake/install-runner.sh"
-	SystemdDir         = "/etc/systemd/system/"
-	SudoersDir         = "/etc/sudoers.d/"
+	RunnerEnvFile      = contract.RunnerEnvFile
+	RunnerStartScript  = contract.RunnerStartScript
+	RunnerCycleScript  = contract.RunnerCycleScript
+	RunnerInstallerSh  = contract.RunnerInstaller
+	SystemdDir         = contract.SystemdUnitDir
+	SudoersDir         = contract.SudoersDir
 	cloudConfigHeader  = "#cloud-config\n"
 	implicitRunnerPkgs = "curl jq"
 )
+
+// scriptData is what the runner's scripts are rendered from (the install,
+// start and lifecycle scripts). Templates run with missingkey=error and
+// typed data, so a misspelt field fails the render instead of printing
+// "<no value>".
+type scriptData struct {
+	Recipe, Version, SHA256, User, Group, Dir string
+	Ephemeral                                 bool
+	EnvFile, StartScript, CycleScript         string
+}
+
+// unitData is what the built-in runner unit is rendered from.
+type unitData struct {
+	Recipe, User, Group, Dir            string
+	StartScript, CycleScript, Lifecycle string
+}
 
 // Options are the target-specific parts of a render. The zero value renders
 // the recipe alone, as `imagebake render` shows it.
@@ -116,9 +133,9 @@ type writeFile struct {
 // Render turns a validated recipe into one cloud-config document. The same
 // recipe and options always give the same bytes.
 func Render(r *recipes.Recipe, opts Options) (*Document, error) {
-	tpl, err := template.New("").Funcs(template.FuncMap{"shq": ShellQuote}).ParseFS(files, "files/*.tmpl")
+	tpl, err := parseTemplates()
 	if err != nil {
-		return nil, fmt.Errorf("templates: %w", err)
+		return nil, err
 	}
 	rd := renderer{r: r, tpl: tpl}
 	cc := cloudConfig{}
@@ -182,6 +199,17 @@ func Render(r *recipes.Recipe, opts Options) (*Document, error) {
 		return nil, fmt.Errorf("recipe %s: encode cloud-config: %w", r.Name, err)
 	}
 	return &Document{CloudConfig: buf.Bytes(), Parts: rd.parts}, nil
+}
+
+// parseTemplates parses the embedded templates. missingkey=error makes a
+// key missing from map data an error; the data are typed structs anyway,
+// where a misspelt field is an error at execution.
+func parseTemplates() (*template.Template, error) {
+	tpl, err := template.New("").Option("missingkey=error").Funcs(template.FuncMap{"shq": ShellQuote}).ParseFS(files, "files/*.tmpl")
+	if err != nil {
+		return nil, fmt.Errorf("templates: %w", err)
+	}
+	return tpl, nil
 }
 
 // under reports whether p lies inside a recipe user's home, which only
@@ -274,10 +302,10 @@ func (rd *renderer) runner() error {
 	if rn == nil {
 		return nil
 	}
-	data := map[string]any{
-		"Recipe": rd.r.Name, "Version": rn.Version, "SHA256": strings.ToLower(rn.SHA256),
-		"User": rn.User, "Group": rd.userGroup(rn.User), "Dir": rn.Dir, "Ephemeral": rn.Ephemeral,
-		"EnvFile": RunnerEnvFile, "StartScript": RunnerStartScript, "CycleScript": RunnerCycleScript,
+	data := scriptData{
+		Recipe: rd.r.Name, Version: rn.Version, SHA256: strings.ToLower(rn.SHA256),
+		User: rn.User, Group: rd.userGroup(rn.User), Dir: rn.Dir, Ephemeral: rn.Ephemeral,
+		EnvFile: RunnerEnvFile, StartScript: RunnerStartScript, CycleScript: RunnerCycleScript,
 	}
 	install, err := rd.exec("install-runner.sh.tmpl", data)
 	if err != nil {
@@ -305,9 +333,9 @@ func (rd *renderer) runner() error {
 // where to fetch one.
 func RunnerEnv(rn *recipes.Runner) string {
 	vars := map[string]string{
-		"KEYVAULT_NAME":   rn.Registration.KeyVault,
-		"KEYVAULT_SECRET": rn.Registration.Secret,
-		"RUNNER_LABELS":   strings.Join(rn.Labels, ","),
+		contract.EnvKeyVaultName:   rn.Registration.KeyVault,
+		contract.EnvKeyVaultSecret: rn.Registration.Secret,
+		contract.EnvRunnerLabels:   strings.Join(rn.Labels, ","),
 	}
 	for k, v := range rn.Env {
 		if _, builtin := vars[k]; !builtin {
@@ -321,9 +349,10 @@ func RunnerEnv(rn *recipes.Runner) string {
 	sort.Strings(keys)
 	var b strings.Builder
 	b.WriteString("# Rendered by imagebake: the runner's settings (no secrets).\n")
-	// Values are data: shellcheck's warnings about quotes and $ inside
-	// single quotes do not apply.
-	b.WriteString("# shellcheck disable=SC2016,SC2089,SC2090\n")
+	// Values are single-quoted data: shellcheck's notes about $ (SC2016) or
+	// a trailing '\' (SC1003) inside single quotes, and about quotes kept
+	// in values (SC2089, SC2090), do not apply.
+	b.WriteString("# shellcheck disable=SC1003,SC2016,SC2089,SC2090\n")
 	for _, k := range keys {
 		fmt.Fprintf(&b, "%s=%s\nexport %s\n", k, ShellQuote(vars[k]), k)
 	}
@@ -335,9 +364,9 @@ func (rd *renderer) units() error {
 		content := u.Content
 		if u.Template != "" {
 			rn := rd.r.Runner
-			data := map[string]any{
-				"Recipe": rd.r.Name, "User": rn.User, "Group": rd.userGroup(rn.User), "Dir": rn.Dir,
-				"StartScript": RunnerStartScript, "CycleScript": RunnerCycleScript, "Lifecycle": rn.Lifecycle,
+			data := unitData{
+				Recipe: rd.r.Name, User: rn.User, Group: rd.userGroup(rn.User), Dir: rn.Dir,
+				StartScript: RunnerStartScript, CycleScript: RunnerCycleScript, Lifecycle: rn.Lifecycle,
 			}
 			var err error
 			if content, err = rd.exec(u.Template+".tmpl", data); err != nil {
@@ -375,7 +404,7 @@ func (rd *renderer) runcmd(opts Options) [][]string {
 	for _, u := range rd.r.Users {
 		if u.System && u.Home != "" {
 			// useradd --system makes no home directory.
-			cmds = append(cmds, []string{"install", "-d", "-o", u.Name, "-g", rd.userGroup(u.Name), "-m", "0755", u.Home})
+			cmds = append(cmds, []string{"install", "-d", "-o", u.Name, "-g", rd.userGroup(u.Name), "-m", "0755", "--", u.Home})
 		}
 	}
 	if rd.r.Runner != nil {
@@ -392,7 +421,9 @@ func (rd *renderer) runcmd(opts Options) [][]string {
 	}
 	if len(enable) > 0 {
 		// Enabled, not started: the unit's first run is on the image's VMs.
-		cmds = append(cmds, append([]string{"systemctl", "enable"}, enable...))
+		// "--": validation refuses names starting with '-'; this keeps a
+		// name from ever being read as an option all the same.
+		cmds = append(cmds, append([]string{"systemctl", "enable", "--"}, enable...))
 	}
 	return cmds
 }
@@ -418,7 +449,14 @@ func RenderAccess(opts Options) ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	buf.WriteString(cloudConfigHeader)
-	if err := yaml.NewEncoder(&buf).Encode(cc); err != nil {
+	// Indent 2, as Render: yaml.v3's default of 4 misplaces a block
+	// scalar's indentation indicator inside a sequence item.
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(cc); err != nil {
+		return nil, fmt.Errorf("encode cloud-config: %w", err)
+	}
+	if err := enc.Close(); err != nil {
 		return nil, fmt.Errorf("encode cloud-config: %w", err)
 	}
 	return buf.Bytes(), nil

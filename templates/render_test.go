@@ -202,7 +202,7 @@ func TestMeaningGitHubRunner(t *testing.T) {
 	var enabled, started bool
 	for _, c := range p.Runcmd {
 		joined := strings.Join(c, " ")
-		if joined == "systemctl enable github-runner.service" {
+		if joined == "systemctl enable -- github-runner.service" {
 			enabled = true
 		}
 		if strings.Contains(joined, "start") && strings.HasPrefix(joined, "systemctl") {
@@ -216,7 +216,7 @@ func TestMeaningGitHubRunner(t *testing.T) {
 		t.Errorf("runcmd ends with %v", last)
 	}
 	home := strings.Join(p.Runcmd[0], " ")
-	if home != "install -d -o githubrunner1 -g githubrunner1 -m 0755 /home/githubrunner1" {
+	if home != "install -d -o githubrunner1 -g githubrunner1 -m 0755 -- /home/githubrunner1" {
 		t.Errorf("runcmd[0] = %q, want the system user's home created first", home)
 	}
 }

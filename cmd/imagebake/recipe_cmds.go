@@ -92,7 +92,7 @@ func validateOne(path string) validateResult {
 	}
 	doc, err := templates.Render(r, templates.Options{})
 	if err == nil {
-		_, err = templates.CustomData(doc)
+		err = templates.CheckTargets(r, doc)
 	}
 	if err != nil {
 		res.Errors = []recipes.FieldError{{File: path, Message: err.Error()}}
