@@ -15,8 +15,8 @@ import (
 
 // armError is the ARM error object: {"error":{"code","message","target"}}.
 type armError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
+	Code    string     `json:"code"`
+	Message string     `json:"message"`
 	Target  string     `json:"target,omitempty"`
 	Details []armError `json:"details,omitempty"`
 	Status  int        `json:"-"`
