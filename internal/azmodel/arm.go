@@ -337,6 +337,16 @@ func (m *Model) handle(rt *route, c *call) (rep *reply, cbs []func()) {
 		m.mu.Unlock()
 	}()
 	rep = rt.h(m, c)
+	if rt.api == "network" && c.r.Method == http.MethodGet && rep.status == http.StatusOK {
+		// Network answers a GET of one resource with its etag as ETag too
+		// (recorded).
+		var top struct {
+			Etag string `json:"etag"`
+		}
+		if json.Unmarshal(rep.body, &top) == nil && top.Etag != "" {
+			rep.header().Set("ETag", top.Etag)
+		}
+	}
 	return rep, m.takeCallbacksLocked()
 }
 
