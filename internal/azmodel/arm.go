@@ -68,6 +68,7 @@ type call struct {
 	body    []byte
 	base    string // scheme://host of this server, for URLs handed out
 	failLRO *Rule
+	panic   bool // injected: the handler panics
 }
 
 func (c *call) sub() string        { return c.p[0] }
@@ -297,7 +298,7 @@ func (m *Model) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		finish(errReply(http.StatusNotFound, "InvalidResourceType", fmt.Sprintf("azmodel: no model for %s %s (the real service may support it; the model does not).", req.Method, req.URL.Path)), false)
 		return
 	}
-	c := &call{r: req, q: req.URL.Query(), p: params, body: body, base: baseURL(req), failLRO: act.failLRO}
+	c := &call{r: req, q: req.URL.Query(), p: params, body: body, base: baseURL(req), failLRO: act.failLRO, panic: act.panic}
 	if rep := m.checkAPIVersion(rt, c); rep != nil {
 		finish(rep, false)
 		return
@@ -336,6 +337,9 @@ func (m *Model) handle(rt *route, c *call) (rep *reply, cbs []func()) {
 		}
 		m.mu.Unlock()
 	}()
+	if c.panic {
+		panic("azmodel: injected handler panic")
+	}
 	rep = rt.h(m, c)
 	if rt.api == "network" && c.r.Method == http.MethodGet && rep.status == http.StatusOK {
 		// Network answers a GET of one resource with its etag as ETag too

@@ -152,6 +152,9 @@ type Rule struct {
 	FailLRO    bool          `json:"failLRO,omitempty"`
 	Delay      time.Duration `json:"-"`
 	Drop       bool          `json:"drop,omitempty"`
+	// Panic makes the handler panic while it holds the model's lock, to
+	// prove that a model bug answers 500 instead of hanging the model.
+	Panic bool `json:"panic,omitempty"`
 }
 
 // ruleAlias has Rule's fields without its methods, so the JSON methods below
@@ -292,6 +295,7 @@ type action struct {
 	drop    bool
 	fail    *Rule
 	failLRO *Rule
+	panic   bool
 	fired   []int
 }
 
@@ -324,6 +328,8 @@ func (m *Model) matchRulesLocked(method, path, op string) action {
 			a.drop = true
 		case r.Status != 0:
 			a.fail = &r
+		case r.Panic:
+			a.panic = true
 		case r.FailLRO:
 			if a.failLRO != nil {
 				continue

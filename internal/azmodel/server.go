@@ -195,15 +195,16 @@ func (t *scaledTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // answer below 400; replace also removes Retry-After (keeping it as
 // x-azmodel-retry-after).
 func scaleRetryAfter(status int, h http.Header, scale float64, replace bool) {
-	if status >= 400 || h.Get("retry-after-ms") != "" {
+	if status >= 400 {
 		return
 	}
 	n, err := strconv.Atoi(h.Get("Retry-After"))
 	if err != nil || n <= 0 {
 		return
 	}
-	ms := max(int64(float64(n)*1000*scale), 1)
-	h.Set("retry-after-ms", strconv.FormatInt(ms, 10))
+	if h.Get("retry-after-ms") == "" { // already scaled on the wire
+		h.Set("retry-after-ms", strconv.FormatInt(max(int64(float64(n)*1000*scale), 1), 10))
+	}
 	if replace {
 		h.Set("x-azmodel-retry-after", h.Get("Retry-After"))
 		h.Del("Retry-After")
