@@ -50,6 +50,8 @@ type imageSource struct {
 	hyperV     string
 	osDiskGB   int32
 	platformID string // ID of the platform image version, for the disk's creationData
+	gallery     bool   // a gallery image version
+	defSecurity string // its definition's SecurityType feature ("" = none)
 }
 
 func (m *Model) resolveImage(ref *armcompute.ImageReference, loc string, sub string) (*imageSource, *reply) {
@@ -136,7 +138,7 @@ func (m *Model) resolveImageID(id, loc string) (*imageSource, *reply) {
 			return nil, notInRegion(r.id)
 		}
 		def := m.get(r.parent).obj.(*armcompute.GalleryImage)
-		src := &imageSource{desc: r.id, hyperV: "V1", osDiskGB: 30}
+		src := &imageSource{desc: r.id, hyperV: "V1", osDiskGB: 30, gallery: true, defSecurity: definitionSecurityType(def)}
 		if def.Properties.HyperVGeneration != nil {
 			src.hyperV = string(*def.Properties.HyperVGeneration)
 		}
@@ -253,6 +255,14 @@ func (m *Model) vmPut(c *call) *reply {
 	src, rep := m.resolveImage(p.StorageProfile.ImageReference, loc, c.sub())
 	if rep != nil {
 		return rep
+	}
+	if rep := checkVMSecurity(p, src); rep != nil {
+		return rep
+	}
+	security := vmSecurityType(p)
+	if sp := p.SecurityProfile; sp != nil && security != SecurityStandard && sp.UefiSettings == nil {
+		// Compute fills in the UEFI settings of a Trusted Launch VM.
+		sp.UefiSettings = &armcompute.UefiSettings{SecureBootEnabled: ptr(true), VTpmEnabled: ptr(true)}
 	}
 
 	// osProfile.
@@ -445,12 +455,12 @@ func (m *Model) vmPut(c *call) *reply {
 		ID: id, Name: c.p[2], SubscriptionID: c.p[0], ResourceGroup: c.p[1], Location: loc,
 		VMSize: string(*p.HardwareProfile.VMSize), ComputerName: str(osp.ComputerName), AdminUsername: admin,
 		SSHPublicKeys: keys, CustomData: customData, UserData: userData, Tags: flatTags(obj.Tags),
-		Image: src.desc, HyperVGeneration: src.hyperV,
+		Image: src.desc, HyperVGeneration: src.hyperV, SecurityType: security,
 	}
 	if p.Priority != nil {
 		info.Priority = string(*p.Priority)
 	}
-	st := &vmState{power: "starting", customData: customData, hyperV: src.hyperV, image: src.desc, osDisk: lowerID(diskID), osDiskDel: *osd.DeleteOption == armcompute.DiskDeleteOptionTypesDelete}
+	st := &vmState{power: "starting", security: security, customData: customData, hyperV: src.hyperV, image: src.desc, osDisk: lowerID(diskID), osDiskDel: *osd.DeleteOption == armcompute.DiskDeleteOptionTypesDelete}
 	if len(userData) > 0 {
 		st.userData = base64.StdEncoding.EncodeToString(userData)
 	}
@@ -511,6 +521,12 @@ func (m *Model) vmPut(c *call) *reply {
 			DiskSizeGB:   osd.DiskSizeGB, DiskState: ptr(armcompute.DiskStateAttached), ProvisioningState: ptr(statusSucceeded),
 			TimeCreated: ptr(m.now().UTC()), UniqueID: ptr(newGUID()),
 		},
+	}
+	if security != SecurityStandard {
+		disk.Properties.SecurityProfile = &armcompute.DiskSecurityProfile{SecurityType: ptr(armcompute.DiskSecurityTypesTrustedLaunch)}
+		if security == SecurityConfidential {
+			disk.Properties.SecurityProfile.SecurityType = ptr(armcompute.DiskSecurityTypesConfidentialVMVmguestStateOnlyEncryptedWithPlatformKey)
+		}
 	}
 	m.put(&res{id: diskID, typ: TypeDisk, sub: c.p[0], rg: c.p[1], name: str(osd.Name), created: m.now(), obj: disk, disk: &diskState{managedBy: lowerID(id)}})
 

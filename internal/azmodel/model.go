@@ -97,13 +97,21 @@ type MarketplaceImage struct {
 
 // DefaultMarketplace returns the seeded platform images: Canonical's Focal
 // offer in its Gen1 SKU (20_04-lts, hyperVGeneration V1, as on Azure) and its
-// Gen2 SKU (20_04-lts-gen2, V2), each with three versions.
+// Gen2 SKU (20_04-lts-gen2, V2), and Canonical's Noble offer
+// (ubuntu-24_04-lts) in its Gen2 SKU "server" and Gen1 SKU "server-gen1",
+// each with three versions.
 func DefaultMarketplace() []MarketplaceImage {
 	var out []MarketplaceImage
 	for _, v := range []string{"20.04.202412030", "20.04.202501010", "20.04.202502110"} {
 		out = append(out,
 			MarketplaceImage{Publisher: "Canonical", Offer: "0001-com-ubuntu-server-focal", SKU: "20_04-lts", Version: v, HyperVGeneration: "V1"},
 			MarketplaceImage{Publisher: "Canonical", Offer: "0001-com-ubuntu-server-focal", SKU: "20_04-lts-gen2", Version: v, HyperVGeneration: "V2"},
+		)
+	}
+	for _, v := range []string{"24.04.202509250", "24.04.202510150", "24.04.202511050"} {
+		out = append(out,
+			MarketplaceImage{Publisher: "Canonical", Offer: "ubuntu-24_04-lts", SKU: "server", Version: v, HyperVGeneration: "V2"},
+			MarketplaceImage{Publisher: "Canonical", Offer: "ubuntu-24_04-lts", SKU: "server-gen1", Version: v, HyperVGeneration: "V1"},
 		)
 	}
 	return out
@@ -129,6 +137,9 @@ type VMInfo struct {
 	// Image is the source: "publisher:offer:sku:exactVersion" or an image ID.
 	Image            string `json:"image,omitempty"`
 	HyperVGeneration string `json:"hyperVGeneration,omitempty"`
+	// SecurityType is securityProfile.securityType: Standard, TrustedLaunch
+	// or ConfidentialVM.
+	SecurityType string `json:"securityType,omitempty"`
 }
 
 // Resource is one existing resource, as leak checks want to see it.
@@ -192,6 +203,7 @@ type res struct {
 
 type vmState struct {
 	power       string // starting, running, stopping, stopped, deallocating, deallocated, "" (unknown)
+	security    string // Standard, TrustedLaunch, ConfidentialVM
 	generalized bool
 	customData  []byte
 	userData    string // base64 as sent
