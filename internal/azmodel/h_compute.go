@@ -45,11 +45,11 @@ func computeBusy(op, vm string) *reply {
 
 // imageSource is a resolved storageProfile.imageReference.
 type imageSource struct {
-	desc       string // publisher:offer:sku:version, or the image ID
-	exact      string // marketplace exact version
-	hyperV     string
-	osDiskGB   int32
-	platformID string // ID of the platform image version, for the disk's creationData
+	desc        string // publisher:offer:sku:version, or the image ID
+	exact       string // marketplace exact version
+	hyperV      string
+	osDiskGB    int32
+	platformID  string // ID of the platform image version, for the disk's creationData
 	gallery     bool   // a gallery image version
 	defSecurity string // its definition's SecurityType feature ("" = none)
 }
@@ -429,6 +429,9 @@ func (m *Model) vmPut(c *call) *reply {
 	if osd.CreateOption == nil {
 		osd.CreateOption = ptr(armcompute.DiskCreateOptionTypesFromImage)
 	}
+	if rep := checkEphemeral(string(*p.HardwareProfile.VMSize), osd, src.osDiskGB); rep != nil {
+		return rep
+	}
 	if osd.Caching == nil {
 		osd.Caching = ptr(armcompute.CachingTypesReadWrite)
 	}
@@ -528,7 +531,13 @@ func (m *Model) vmPut(c *call) *reply {
 			disk.Properties.SecurityProfile.SecurityType = ptr(armcompute.DiskSecurityTypesConfidentialVMVmguestStateOnlyEncryptedWithPlatformKey)
 		}
 	}
-	m.put(&res{id: diskID, typ: TypeDisk, sub: c.p[0], rg: c.p[1], name: str(osd.Name), created: m.now(), obj: disk, disk: &diskState{managedBy: lowerID(id)}})
+	if isEphemeral(osd) {
+		// An ephemeral OS disk lives on the host: no disk resource.
+		osd.ManagedDisk.ID = nil
+		st.osDisk = ""
+	} else {
+		m.put(&res{id: diskID, typ: TypeDisk, sub: c.p[0], rg: c.p[1], name: str(osd.Name), created: m.now(), obj: disk, disk: &diskState{managedBy: lowerID(id)}})
+	}
 
 	st.info = info
 	r := &res{id: id, typ: TypeVirtualMachine, sub: c.p[0], rg: c.p[1], name: c.p[2], created: m.now(), obj: obj, vm: st}
@@ -804,7 +813,9 @@ func (m *Model) vmListAll(c *call) *reply {
 func (m *Model) vmPage(c *call, rs []*res) *reply {
 	var items []any
 	for _, r := range rs {
-		items = append(items, m.renderVM(r, c.wantsExpand("instanceView"), false))
+		// ListAll's statusOnly=true answers the instance view (power states),
+		// as `az vm list -d` reads it.
+		items = append(items, m.renderVM(r, c.wantsExpand("instanceView") || strings.EqualFold(c.q.Get("statusOnly"), "true"), false))
 	}
 	return m.pageReply(c, items)
 }
@@ -828,6 +839,8 @@ func (m *Model) vmAction(c *call, kind OpKind, opName, during, after string) *re
 		return errReply(http.StatusConflict, "OperationNotAllowed", fmt.Sprintf("Operation '%s' is not allowed on VM '%s' since the VM is generalized.", opName, r.name))
 	case kind == OpVMPowerOff && (st.power == "deallocated" || st.power == "deallocating"):
 		return errReply(http.StatusConflict, "OperationNotAllowed", fmt.Sprintf("Operation 'powerOff' is not allowed on VM '%s' since the VM is either deallocated or marked to be deallocated.", r.name))
+	case kind == OpVMDeallocate && isEphemeral(r.obj.(*armcompute.VirtualMachine).Properties.StorageProfile.OSDisk):
+		return errReply(http.StatusConflict, "OperationNotAllowed", fmt.Sprintf("Operation 'deallocate' is not supported for VMs or VM Scale Set instances using an ephemeral OS disk (VM '%s').", r.name)) // unverified wording
 	case kind == OpVMRestart && st.power != "running":
 		return errReply(http.StatusConflict, "OperationNotAllowed", fmt.Sprintf("Operation 'restart' is not allowed on VM '%s' since the VM is %s.", r.name, st.power)) // unverified wording
 	}
