@@ -200,7 +200,7 @@ func TestMeterAndClockScale(t *testing.T) {
 		ra, raMS, raOriginal string
 	}{
 		{"scaled client, LRO", srv.HTTPClient(), "DELETE", "/resourcegroups/a", "", "15", "15"},
-		{"wire only, LRO", srv.HTTPClientScaled(1), "DELETE", "/resourcegroups/b", "15", "15", ""},
+		{"wire only, LRO", srv.HTTPClientScaled(1), "DELETE", "/resourcegroups/b", "", "15", "15"},
 		{"throttled keeps real value", srv.HTTPClient(), "GET", "/resourcegroups/x", "1200", "", ""},
 	} {
 		m2.SeedGallery(azmodel.GallerySeed{SubscriptionID: sub, ResourceGroup: strings.TrimPrefix(tc.path, "/resourcegroups/"), Gallery: "g", Image: "i"})

@@ -51,9 +51,12 @@ type ServerOptions struct {
 	// answers (4xx/5xx) keep their Retry-After: the SDK's retry cap decides on
 	// the real value. The meter (Model.Meter) counts the unscaled values.
 	RetryAfterScale float64
-	// ScaleOnWire applies RetryAfterScale in the server itself, adding
-	// retry-after-ms next to Retry-After, for clients in other processes
-	// (the real imagebake binary).
+	// ScaleOnWire applies RetryAfterScale in the server itself, for clients
+	// in other processes (the real imagebake binary): a non-error answer's
+	// Retry-After: N goes out as retry-after-ms: N×1000×scale, the original
+	// in x-azmodel-retry-after. (Retry-After itself is whole seconds and
+	// cannot carry a scaled wait; a client that reads only Retry-After then
+	// polls at its own frequency.)
 	ScaleOnWire bool
 }
 
@@ -218,7 +221,7 @@ type wireScaler struct {
 }
 
 func (w wireScaler) WriteHeader(status int) {
-	scaleRetryAfter(status, w.Header(), w.scale, false)
+	scaleRetryAfter(status, w.Header(), w.scale, true)
 	w.ResponseWriter.WriteHeader(status)
 }
 

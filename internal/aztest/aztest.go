@@ -70,8 +70,9 @@ func New(t testing.TB, opts azmodel.Options, script fakevm.Script) *Env {
 		opts.InProgressPolls = 1
 	}
 	e.Model = azmodel.New(opts)
-	// The model sends Azure's recorded Retry-After; every client here, the
-	// real binary included, waits it at 1:1000 (retry-after-ms). The meter
+	// The model sends Azure's recorded Retry-After; on the wire it becomes
+	// retry-after-ms at 1:1000, so clients that read it (azcore's pollers and
+	// retry policy), the real binary included, wait 50 s as 50 ms. The meter
 	// counts the real values.
 	e.Server = azmodel.NewServer(e.Model, azmodel.ServerOptions{RetryAfterScale: ClockScale, ScaleOnWire: true})
 	Isolate(t)

@@ -74,7 +74,7 @@ func parse(args []string) (config, error) {
 	fs.IntVar(&c.polls, "polls", 1, "InProgress answers before an operation may finish")
 	fs.IntVar(&c.pageSize, "page-size", 2, "page size of paged lists")
 	fs.IntVar(&c.lroRetryAfter, "lro-retry-after", 0, "Retry-After seconds on every long-running operation (0: Azure's recorded cadence per operation; -1: none)")
-	fs.Float64Var(&c.retryAfterScale, "retry-after-scale", 0, "test clock: add retry-after-ms = Retry-After × 1000 × scale to non-error answers, so clients wait scaled (0: real time)")
+	fs.Float64Var(&c.retryAfterScale, "retry-after-scale", 0, "test clock: non-error answers carry retry-after-ms = Retry-After × 1000 × scale instead of Retry-After (0: real Retry-After)")
 	fs.Float64Var(&c.latencyScale, "latency-scale", 0, "apply real-world operation durations times this scale (0: no latency)")
 	fs.BoolVar(&c.verbose, "v", false, "log requests to stderr")
 	if err := fs.Parse(args); err != nil {
