@@ -52,6 +52,7 @@ type imageSource struct {
 	platformID  string // ID of the platform image version, for the disk's creationData
 	gallery     bool   // a gallery image version
 	defSecurity string // its definition's SecurityType feature ("" = none)
+	managed     bool   // a managed image (Microsoft.Compute/images)
 }
 
 func (m *Model) resolveImage(ref *armcompute.ImageReference, loc string, sub string) (*imageSource, *reply) {
@@ -110,7 +111,7 @@ func (m *Model) resolveImageID(id, loc string) (*imageSource, *reply) {
 	switch r.typ {
 	case TypeImage:
 		img := r.obj.(*armcompute.Image)
-		src := &imageSource{desc: r.id, hyperV: "V1", osDiskGB: 30}
+		src := &imageSource{desc: r.id, hyperV: "V1", osDiskGB: 30, managed: true}
 		if img.Properties.HyperVGeneration != nil {
 			src.hyperV = string(*img.Properties.HyperVGeneration)
 		}

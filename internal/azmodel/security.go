@@ -89,6 +89,10 @@ func checkVMSecurity(p *armcompute.VirtualMachineProperties, src *imageSource) *
 		return errTarget(http.StatusBadRequest, "BadRequest", fmt.Sprintf(
 			"Security type '%s' requires a Hyper-V generation 2 image; the image '%s' is generation %s.", st, src.desc, strings.TrimPrefix(src.hyperV, "V")), "storageProfile.imageReference") // unverified wording
 	}
+	if src.managed {
+		return errTarget(http.StatusBadRequest, "BadRequest", fmt.Sprintf(
+			"Managed images are not supported for VMs with security type '%s'; use an Azure Compute Gallery image (image '%s').", st, src.desc), "storageProfile.imageReference") // unverified wording
+	}
 	if src.gallery && !definitionAllows(src.defSecurity, st) {
 		return errTarget(http.StatusBadRequest, "BadRequest", fmt.Sprintf(
 			"The gallery image '%s' with security type '%s' does not support VMs with security type '%s'.", src.desc, firstNonEmpty(src.defSecurity, SecurityStandard), st), "securityProfile.securityType") // unverified wording

@@ -123,6 +123,22 @@ func TestSecurityTypePublishing(t *testing.T) {
 	if resp.StatusCode != 400 {
 		t.Errorf("managed image from a TL VM: %d %v", resp.StatusCode, body)
 	}
+	// Nor does a Trusted Launch VM boot from a managed image.
+	resp, _ = c.do("PUT", computePath("images/fromstd")+cv, map[string]any{"location": "eastus", "properties": map[string]any{
+		"sourceVirtualMachine": map[string]any{"id": computePath("virtualMachines/stdvm")}, "hyperVGeneration": "V2"}})
+	c.do("GET", resp.Header.Get("Azure-AsyncOperation"), nil)
+	mi := vmBody("frommi-nic")
+	miProps := mi["properties"].(map[string]any)
+	miProps["storageProfile"].(map[string]any)["imageReference"] = map[string]any{"id": computePath("images/fromstd")}
+	miProps["hardwareProfile"] = map[string]any{"vmSize": "Standard_D2s_v5"}
+	miProps["securityProfile"] = map[string]any{"securityType": "TrustedLaunch"}
+	if resp, body := c.do("PUT", computePath("virtualMachines/frommi")+cv, mi); resp.StatusCode != 400 {
+		t.Errorf("TL VM from a managed image: %d %v", resp.StatusCode, body)
+	}
+	delete(miProps, "securityProfile")
+	if resp, body := c.do("PUT", computePath("virtualMachines/frommi")+cv, mi); resp.StatusCode != 201 {
+		t.Errorf("Standard VM from a Gen2 managed image: %d %v", resp.StatusCode, body)
+	}
 	for i, tc := range []struct {
 		vm, def string
 		status  int
