@@ -180,7 +180,7 @@ func RecordedCadence() map[OpKind]Cadence {
 	}
 }
 
-// cadenceLocked is the cadence of kind under the model's options:
+// cadence is the cadence of kind under the model's options:
 // LRORetryAfter > 0 sends that value everywhere, < 0 none at all.
 func (m *Model) cadence(kind OpKind) Cadence {
 	switch {
