@@ -30,7 +30,7 @@
 //     (forceDeletion)/list, instanceView, deallocate, powerOff, start, restart, generalize;
 //     images PUT/GET/DELETE/list; VirtualMachineImages List/Get. Disks (2025-01-02) GET/DELETE/list.
 //   - Galleries (2025-03-03): galleries and image definitions PUT/GET/DELETE/list; versions
-//     PUT (If-None-Match: *)/GET ($expand=ReplicationStatus)/PATCH/DELETE/list.
+//     PUT/GET ($expand=ReplicationStatus)/PATCH/DELETE/list.
 //   - Operation status URLs handed out in Azure-AsyncOperation and Location headers.
 //
 // Lists page with nextLink ($skiptoken) at Options.PageSize items.
@@ -44,11 +44,41 @@
 // counts) and its latency-profile duration has passed, then Succeeded or
 // Failed. A VM's NICs and public IP are created inline from
 // networkInterfaceConfigurations and go with the VM when their deleteOption
-// is Delete, as does the OS disk. Generalize needs a deallocated VM; a
-// generalized VM never starts again. A gallery image version is created once
-// (If-None-Match: * → 412), its source never changes (409
-// PropertyChangeNotAllowed), a VM source must exist and match the definition's
-// OS state (400) and Hyper-V generation (the operation fails with Conflict).
+// is Delete, as does the OS disk.
+//
+// The model follows recorded Azure traffic (testdata/recordings, replayed by
+// TestReplayRecordings):
+//
+//   - Retry-After per operation (RecordedCadence): network PUTs 3 s; a VM PUT
+//     10 s and 50 s on its first InProgress poll; a resource-group DELETE 15 s;
+//     gallery writes, compute POSTs and image PUTs none. Tests keep these
+//     values on the wire and wait them scaled (ServerOptions.RetryAfterScale);
+//     Model.Meter counts what a real client would have waited.
+//   - A gallery image version PUT on an existing version is an update (200,
+//     Updating): If-None-Match is ignored (armcompute sends none for
+//     versions), an omitted source is kept, a different source is refused 409
+//     PropertyChangeNotAllowed. targetRegions[].name comes back as the display
+//     name ("East US 2"); safetyProfile.allowDeletionOfReplicatedLocations
+//     defaults to false. A VM source must exist and match the definition's OS
+//     state (400) and Hyper-V generation (the operation fails with Conflict).
+//   - Generalize is accepted on a stopped (powered-off) or deallocated VM and
+//     refused on a running one (409 OperationNotAllowed); a generalized VM never
+//     starts again. NSG rules read Updating in the PUT answer. Compute 429s
+//     carry details[{code: TooManyRequests, target: <policy>}], with or without
+//     Retry-After.
+//   - Security types: Trusted Launch and confidential VMs need a Gen2 image and
+//     a size that supports them (no Dv2/Dv3 for Trusted Launch); definitions
+//     carry the SecurityType feature, and from galleries API 2025-03-03 a new
+//     definition defaults to V2 + TrustedLaunchSupported; a Trusted Launch VM
+//     publishes only to a TrustedLaunch definition and never to a managed
+//     image; a VM from a TrustedLaunch definition must be Trusted Launch.
+//   - Ephemeral OS disks (diffDiskSettings Local): ReadOnly caching, deleteOption
+//     Delete, placement on the size's cache or resource disk with room for the
+//     OS disk, no disk resource, no deallocate.
+//   - userData is accepted on PUT and returned only with $expand=userData.
+//
+// A handler that panics answers 500 InternalServerError and releases the
+// model's lock (Rule.Panic injects one).
 //
 // Error codes follow Azure; message texts marked "unverified" in the source
 // are best guesses, the others come from Azure's public examples or reported
@@ -58,7 +88,8 @@
 //
 // Rules inject errors, throttling (429 + Retry-After), dropped connections,
 // delays and failed operations at any call; the request log classifies every
-// request as read, write, delete, poll or auth. The /_model/ admin API (no
+// request as read, write, delete, poll or auth, with the Retry-After it was
+// told and whether it left an operation running. The /_model/ admin API (no
 // authentication, not logged) exposes all of it to other processes, such as
 // tests driving the real binary against cmd/azmodel:
 //
@@ -67,7 +98,8 @@
 //	GET    /_model/vms                    []VMInfo
 //	GET    /_model/versions?imageId=ID    []GalleryVersion
 //	GET    /_model/requests               []Request
-//	DELETE /_model/requests               empty the request log
+//	DELETE /_model/requests               empty the request log (and the meter)
+//	GET    /_model/meter                  Meter: requests by class, advertised Retry-After
 //	GET    /_model/rules                  []RuleState
 //	POST   /_model/rules                  Rule → {"id": N}
 //	DELETE /_model/rules                  remove every rule

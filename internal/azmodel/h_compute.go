@@ -45,11 +45,14 @@ func computeBusy(op, vm string) *reply {
 
 // imageSource is a resolved storageProfile.imageReference.
 type imageSource struct {
-	desc       string // publisher:offer:sku:version, or the image ID
-	exact      string // marketplace exact version
-	hyperV     string
-	osDiskGB   int32
-	platformID string // ID of the platform image version, for the disk's creationData
+	desc        string // publisher:offer:sku:version, or the image ID
+	exact       string // marketplace exact version
+	hyperV      string
+	osDiskGB    int32
+	platformID  string // ID of the platform image version, for the disk's creationData
+	gallery     bool   // a gallery image version
+	defSecurity string // its definition's SecurityType feature ("" = none)
+	managed     bool   // a managed image (Microsoft.Compute/images)
 }
 
 func (m *Model) resolveImage(ref *armcompute.ImageReference, loc string, sub string) (*imageSource, *reply) {
@@ -108,7 +111,7 @@ func (m *Model) resolveImageID(id, loc string) (*imageSource, *reply) {
 	switch r.typ {
 	case TypeImage:
 		img := r.obj.(*armcompute.Image)
-		src := &imageSource{desc: r.id, hyperV: "V1", osDiskGB: 30}
+		src := &imageSource{desc: r.id, hyperV: "V1", osDiskGB: 30, managed: true}
 		if img.Properties.HyperVGeneration != nil {
 			src.hyperV = string(*img.Properties.HyperVGeneration)
 		}
@@ -136,7 +139,7 @@ func (m *Model) resolveImageID(id, loc string) (*imageSource, *reply) {
 			return nil, notInRegion(r.id)
 		}
 		def := m.get(r.parent).obj.(*armcompute.GalleryImage)
-		src := &imageSource{desc: r.id, hyperV: "V1", osDiskGB: 30}
+		src := &imageSource{desc: r.id, hyperV: "V1", osDiskGB: 30, gallery: true, defSecurity: definitionSecurityType(def)}
 		if def.Properties.HyperVGeneration != nil {
 			src.hyperV = string(*def.Properties.HyperVGeneration)
 		}
@@ -253,6 +256,14 @@ func (m *Model) vmPut(c *call) *reply {
 	src, rep := m.resolveImage(p.StorageProfile.ImageReference, loc, c.sub())
 	if rep != nil {
 		return rep
+	}
+	if rep := checkVMSecurity(p, src); rep != nil {
+		return rep
+	}
+	security := vmSecurityType(p)
+	if sp := p.SecurityProfile; sp != nil && security != SecurityStandard && sp.UefiSettings == nil {
+		// Compute fills in the UEFI settings of a Trusted Launch VM.
+		sp.UefiSettings = &armcompute.UefiSettings{SecureBootEnabled: ptr(true), VTpmEnabled: ptr(true)}
 	}
 
 	// osProfile.
@@ -419,6 +430,9 @@ func (m *Model) vmPut(c *call) *reply {
 	if osd.CreateOption == nil {
 		osd.CreateOption = ptr(armcompute.DiskCreateOptionTypesFromImage)
 	}
+	if rep := checkEphemeral(string(*p.HardwareProfile.VMSize), osd, src.osDiskGB); rep != nil {
+		return rep
+	}
 	if osd.Caching == nil {
 		osd.Caching = ptr(armcompute.CachingTypesReadWrite)
 	}
@@ -445,12 +459,12 @@ func (m *Model) vmPut(c *call) *reply {
 		ID: id, Name: c.p[2], SubscriptionID: c.p[0], ResourceGroup: c.p[1], Location: loc,
 		VMSize: string(*p.HardwareProfile.VMSize), ComputerName: str(osp.ComputerName), AdminUsername: admin,
 		SSHPublicKeys: keys, CustomData: customData, UserData: userData, Tags: flatTags(obj.Tags),
-		Image: src.desc, HyperVGeneration: src.hyperV,
+		Image: src.desc, HyperVGeneration: src.hyperV, SecurityType: security,
 	}
 	if p.Priority != nil {
 		info.Priority = string(*p.Priority)
 	}
-	st := &vmState{power: "starting", customData: customData, hyperV: src.hyperV, image: src.desc, osDisk: lowerID(diskID), osDiskDel: *osd.DeleteOption == armcompute.DiskDeleteOptionTypesDelete}
+	st := &vmState{power: "starting", security: security, customData: customData, hyperV: src.hyperV, image: src.desc, osDisk: lowerID(diskID), osDiskDel: *osd.DeleteOption == armcompute.DiskDeleteOptionTypesDelete}
 	if len(userData) > 0 {
 		st.userData = base64.StdEncoding.EncodeToString(userData)
 	}
@@ -512,7 +526,19 @@ func (m *Model) vmPut(c *call) *reply {
 			TimeCreated: ptr(m.now().UTC()), UniqueID: ptr(newGUID()),
 		},
 	}
-	m.put(&res{id: diskID, typ: TypeDisk, sub: c.p[0], rg: c.p[1], name: str(osd.Name), created: m.now(), obj: disk, disk: &diskState{managedBy: lowerID(id)}})
+	if security != SecurityStandard {
+		disk.Properties.SecurityProfile = &armcompute.DiskSecurityProfile{SecurityType: ptr(armcompute.DiskSecurityTypesTrustedLaunch)}
+		if security == SecurityConfidential {
+			disk.Properties.SecurityProfile.SecurityType = ptr(armcompute.DiskSecurityTypesConfidentialVMVmguestStateOnlyEncryptedWithPlatformKey)
+		}
+	}
+	if isEphemeral(osd) {
+		// An ephemeral OS disk lives on the host: no disk resource.
+		osd.ManagedDisk.ID = nil
+		st.osDisk = ""
+	} else {
+		m.put(&res{id: diskID, typ: TypeDisk, sub: c.p[0], rg: c.p[1], name: str(osd.Name), created: m.now(), obj: disk, disk: &diskState{managedBy: lowerID(id)}})
+	}
 
 	st.info = info
 	r := &res{id: id, typ: TypeVirtualMachine, sub: c.p[0], rg: c.p[1], name: c.p[2], created: m.now(), obj: obj, vm: st}
@@ -788,7 +814,9 @@ func (m *Model) vmListAll(c *call) *reply {
 func (m *Model) vmPage(c *call, rs []*res) *reply {
 	var items []any
 	for _, r := range rs {
-		items = append(items, m.renderVM(r, c.wantsExpand("instanceView"), false))
+		// ListAll's statusOnly=true answers the instance view (power states),
+		// as `az vm list -d` reads it.
+		items = append(items, m.renderVM(r, c.wantsExpand("instanceView") || strings.EqualFold(c.q.Get("statusOnly"), "true"), false))
 	}
 	return m.pageReply(c, items)
 }
@@ -812,6 +840,8 @@ func (m *Model) vmAction(c *call, kind OpKind, opName, during, after string) *re
 		return errReply(http.StatusConflict, "OperationNotAllowed", fmt.Sprintf("Operation '%s' is not allowed on VM '%s' since the VM is generalized.", opName, r.name))
 	case kind == OpVMPowerOff && (st.power == "deallocated" || st.power == "deallocating"):
 		return errReply(http.StatusConflict, "OperationNotAllowed", fmt.Sprintf("Operation 'powerOff' is not allowed on VM '%s' since the VM is either deallocated or marked to be deallocated.", r.name))
+	case kind == OpVMDeallocate && isEphemeral(r.obj.(*armcompute.VirtualMachine).Properties.StorageProfile.OSDisk):
+		return errReply(http.StatusConflict, "OperationNotAllowed", fmt.Sprintf("Operation 'deallocate' is not supported for VMs or VM Scale Set instances using an ephemeral OS disk (VM '%s').", r.name)) // unverified wording
 	case kind == OpVMRestart && st.power != "running":
 		return errReply(http.StatusConflict, "OperationNotAllowed", fmt.Sprintf("Operation 'restart' is not allowed on VM '%s' since the VM is %s.", r.name, st.power)) // unverified wording
 	}
@@ -838,8 +868,10 @@ func (m *Model) vmRestart(c *call) *reply {
 	return m.vmAction(c, OpVMRestart, "restart", "starting", "running")
 }
 
-// vmGeneralize marks a deallocated VM generalized: synchronous, 200 with no
-// body. Generalized is forever: the VM can never be started again.
+// vmGeneralize marks a stopped or deallocated VM generalized: synchronous,
+// 200 with no body (recorded on a powered-off VM: Azure CLI
+// test_vm_generalize). A running VM is refused. Generalized is forever: the VM
+// can never be started again.
 func (m *Model) vmGeneralize(c *call) *reply {
 	r, rep := m.vmLocked(c)
 	if rep != nil {
@@ -848,7 +880,7 @@ func (m *Model) vmGeneralize(c *call) *reply {
 	if r.op != nil {
 		return computeBusy("generalize", r.name)
 	}
-	if r.vm.power != "deallocated" {
+	if r.vm.power != "deallocated" && r.vm.power != "stopped" {
 		state := r.vm.power
 		if state == "" || state == "starting" {
 			state = "running"

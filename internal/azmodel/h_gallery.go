@@ -196,6 +196,10 @@ func (m *Model) gimgPut(c *call) *reply {
 	case p.Identifier == nil || str(p.Identifier.Publisher) == "" || str(p.Identifier.Offer) == "" || str(p.Identifier.SKU) == "":
 		return invalidParam("Required parameter 'galleryImage.properties.identifier' is missing (null).", "galleryImage.properties.identifier")
 	}
+	sec := definitionSecurityType(&in)
+	if sec != "" && !definitionSecurityTypes[sec] {
+		return invalidParam(fmt.Sprintf("The value '%s' of feature 'SecurityType' is not valid.", sec), "galleryImage.properties.features") // unverified wording
+	}
 	id := galleryImageID(c.p[0], c.p[1], c.p[2], c.p[3])
 	if r := m.get(id); r != nil {
 		if r.op != nil {
@@ -203,14 +207,20 @@ func (m *Model) gimgPut(c *call) *reply {
 		}
 		old := r.obj.(*armcompute.GalleryImage)
 		op := old.Properties
-		hv := armcompute.HyperVGenerationV1
+		hv := *op.HyperVGeneration // an update that omits it keeps it
 		if p.HyperVGeneration != nil {
 			hv = *p.HyperVGeneration
+		}
+		p.HyperVGeneration = &hv
+		if sec == "" && definitionSecurityType(old) != "" {
+			p.Features = append(p.Features, &armcompute.GalleryImageFeature{Name: ptr("SecurityType"), Value: ptr(definitionSecurityType(old))})
+			sec = definitionSecurityType(old)
 		}
 		for _, ch := range []struct{ prop, old, new string }{
 			{"osType", string(*op.OSType), string(*p.OSType)},
 			{"osState", string(*op.OSState), string(*p.OSState)},
 			{"hyperVGeneration", string(*op.HyperVGeneration), string(hv)},
+			{"features", firstNonEmpty(definitionSecurityType(old), SecurityStandard), firstNonEmpty(sec, SecurityStandard)}, // unverified: Azure may allow some changes
 			{"identifier", strings.ToLower(str(op.Identifier.Publisher) + ":" + str(op.Identifier.Offer) + ":" + str(op.Identifier.SKU)),
 				strings.ToLower(str(p.Identifier.Publisher) + ":" + str(p.Identifier.Offer) + ":" + str(p.Identifier.SKU))},
 		} {
@@ -221,6 +231,21 @@ func (m *Model) gimgPut(c *call) *reply {
 		obj := newGalleryImageObj(id, c.p[3], str(old.Location), &in)
 		r.obj = obj
 		return m.galleryWrite(c, r, OpGalleryImageWrite, false, func(s string) { obj.Properties.ProvisioningState = galleryState(s) }, func() any { return obj })
+	}
+	// Galleries API 2025-03-03: a new definition without hyperVGeneration is
+	// V2, and a V2 definition without a SecurityType is
+	// TrustedLaunchSupported (older api-versions: V1, no feature).
+	if c.apiVersion() >= "2025-03-03" {
+		if p.HyperVGeneration == nil {
+			p.HyperVGeneration = ptr(armcompute.HyperVGenerationV2)
+		}
+		if sec == "" && *p.HyperVGeneration == armcompute.HyperVGenerationV2 {
+			sec = DefTrustedLaunchSupported
+			p.Features = append(p.Features, &armcompute.GalleryImageFeature{Name: ptr("SecurityType"), Value: ptr(sec)})
+		}
+	}
+	if p.HyperVGeneration != nil && *p.HyperVGeneration == armcompute.HyperVGenerationV1 && sec != "" && sec != SecurityStandard {
+		return invalidParam(fmt.Sprintf("The security type '%s' requires hyperVGeneration 'V2'.", sec), "galleryImage.properties.hyperVGeneration") // unverified wording
 	}
 	obj := newGalleryImageObj(id, c.p[3], str(in.Location), &in)
 	r := &res{id: id, typ: TypeGalleryImage, sub: c.p[0], rg: c.p[1], name: c.p[3], parent: lowerID(gal.id), created: m.now(), obj: obj}
@@ -331,6 +356,7 @@ func fillVersionDefaults(obj *armcompute.GalleryImageVersion) {
 		pp.TargetRegions = []*armcompute.TargetRegion{{Name: obj.Location}}
 	}
 	for _, tr := range pp.TargetRegions {
+		tr.Name = ptr(regionDisplayName(str(tr.Name)))
 		if tr.RegionalReplicaCount == nil {
 			tr.RegionalReplicaCount = pp.ReplicaCount
 		}
@@ -345,7 +371,7 @@ func fillVersionDefaults(obj *armcompute.GalleryImageVersion) {
 		p.SafetyProfile = &armcompute.GalleryImageVersionSafetyProfile{}
 	}
 	if p.SafetyProfile.AllowDeletionOfReplicatedLocations == nil {
-		p.SafetyProfile.AllowDeletionOfReplicatedLocations = ptr(true)
+		p.SafetyProfile.AllowDeletionOfReplicatedLocations = ptr(false) // as recorded
 	}
 	if p.SafetyProfile.BlockDeletionBeforeEndOfLife == nil {
 		p.SafetyProfile.BlockDeletionBeforeEndOfLife = ptr(false)
@@ -383,23 +409,28 @@ func (m *Model) verPut(c *call) *reply {
 	if normLoc(str(in.Location)) != normLoc(str(def.Location)) {
 		return invalidParam(fmt.Sprintf("The location '%s' of the gallery image version must be the location '%s' of its gallery image.", str(in.Location), str(def.Location)), "location") // unverified wording
 	}
-	if in.Properties == nil || in.Properties.StorageProfile == nil || sourceKey(in.Properties.StorageProfile) == "||" {
-		return invalidParam("Required parameter 'galleryImageVersion.properties.storageProfile.source' is missing (null).", "galleryImageVersion.properties.storageProfile.source") // unverified wording
+	if in.Properties == nil {
+		in.Properties = &armcompute.GalleryImageVersionProperties{}
 	}
+	noSource := sourceKey(in.Properties.StorageProfile) == "" || sourceKey(in.Properties.StorageProfile) == "||"
 	id := versionID(c)
 	existing := m.get(id)
-	if existing != nil && c.r.Header.Get("If-None-Match") == "*" {
-		return errReply(http.StatusPreconditionFailed, "PreconditionFailed", "The condition specified using HTTP conditional header(s) is not met.")
-	}
+	// Galleries have no If-None-Match (armcompute sends none for versions):
+	// a PUT on an existing version is an update, as recorded.
 	if existing == nil && c.r.Header.Get("If-Match") != "" {
 		return errReply(http.StatusPreconditionFailed, "PreconditionFailed", "The condition specified using HTTP conditional header(s) is not met.")
+	}
+	if existing == nil && noSource {
+		return invalidParam("Required parameter 'galleryImageVersion.properties.storageProfile.source' is missing (null).", "galleryImageVersion.properties.storageProfile.source") // unverified wording
 	}
 	if existing != nil {
 		if existing.op != nil {
 			return galleryBusy(name)
 		}
 		old := existing.obj.(*armcompute.GalleryImageVersion)
-		if sourceKey(old.Properties.StorageProfile) != sourceKey(in.Properties.StorageProfile) {
+		// An update that omits the source keeps it; a different source is
+		// refused.
+		if !noSource && sourceKey(old.Properties.StorageProfile) != sourceKey(in.Properties.StorageProfile) {
 			return propChangeSource()
 		}
 		in.Properties.StorageProfile = old.Properties.StorageProfile
@@ -452,6 +483,18 @@ func (m *Model) verPut(c *call) *reply {
 	if !strings.EqualFold(srcState, defState) {
 		return errReply(http.StatusBadRequest, "BadRequest", fmt.Sprintf(
 			"The resource with id '%s' has a different OS state ['%s'] than the parent gallery image OS state ['%s'].", srcRes.id, srcState, defState))
+	}
+	srcSec := SecurityStandard
+	switch srcRes.typ {
+	case TypeVirtualMachine:
+		srcSec = srcRes.vm.security
+	case TypeGalleryImageVersion:
+		if ds := definitionSecurityType(m.get(srcRes.parent).obj.(*armcompute.GalleryImage)); ds == SecurityTrustedLaunch || ds == SecurityConfidential {
+			srcSec = ds
+		}
+	}
+	if rep := checkVersionSecurity(definitionSecurityType(def), srcSec, srcRes.id); rep != nil {
+		return rep
 	}
 	if !strings.EqualFold(srcHV, defHV) {
 		// Azure accepts the PUT and fails the operation (seen as

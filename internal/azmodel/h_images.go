@@ -106,6 +106,10 @@ func (m *Model) imagePut(c *call) *reply {
 			rg, tn := splitForNotFound(str(p.SourceVirtualMachine.ID))
 			return notFound(tn, rg)
 		}
+		if sec := vmRes.vm.security; sec != SecurityStandard {
+			return errTarget(http.StatusBadRequest, "BadRequest", fmt.Sprintf(
+				"Creating a managed image from VM '%s' is not supported: the VM has security type '%s'. Capture it to an Azure Compute Gallery image definition of security type '%s' instead.", vmRes.name, sec, sec), "sourceVirtualMachine") // unverified wording
+		}
 		if !vmRes.vm.generalized {
 			return errReply(http.StatusConflict, "OperationNotAllowed", fmt.Sprintf("The operation 'Create Image' cannot be performed on VM '%s' because the VM is not generalized.", vmRes.name)) // unverified wording
 		}

@@ -49,10 +49,15 @@ type Options struct {
 	// InProgress before the operation may finish (default 1; -1 means none).
 	// An operation also waits for its latency-profile duration.
 	InProgressPolls int
-	// LRORetryAfter, when > 0, is sent as Retry-After (seconds) on
-	// long-running-operation responses and InProgress polls. The SDK then
-	// waits that long instead of the poller frequency. Default: header omitted.
+	// LRORetryAfter, when > 0, is sent as Retry-After (seconds) on every
+	// long-running-operation response and InProgress poll; when < 0 no
+	// Retry-After is sent on them. 0 (the default) sends Azure's recorded
+	// cadence per operation (RecordedCadence, overridden by Cadence). The SDK
+	// waits that long instead of its poll frequency: tests scale the wait with
+	// ServerOptions.RetryAfterScale rather than change what the model sends.
 	LRORetryAfter int
+	// Cadence overrides RecordedCadence for the kinds it names.
+	Cadence map[OpKind]Cadence
 	// Latency gives operation durations (see RealWorldLatency).
 	Latency LatencyProfile
 	// Marketplace seeds the platform images; nil means DefaultMarketplace().
@@ -92,13 +97,21 @@ type MarketplaceImage struct {
 
 // DefaultMarketplace returns the seeded platform images: Canonical's Focal
 // offer in its Gen1 SKU (20_04-lts, hyperVGeneration V1, as on Azure) and its
-// Gen2 SKU (20_04-lts-gen2, V2), each with three versions.
+// Gen2 SKU (20_04-lts-gen2, V2), and Canonical's Noble offer
+// (ubuntu-24_04-lts) in its Gen2 SKU "server" and Gen1 SKU "server-gen1",
+// each with three versions.
 func DefaultMarketplace() []MarketplaceImage {
 	var out []MarketplaceImage
 	for _, v := range []string{"20.04.202412030", "20.04.202501010", "20.04.202502110"} {
 		out = append(out,
 			MarketplaceImage{Publisher: "Canonical", Offer: "0001-com-ubuntu-server-focal", SKU: "20_04-lts", Version: v, HyperVGeneration: "V1"},
 			MarketplaceImage{Publisher: "Canonical", Offer: "0001-com-ubuntu-server-focal", SKU: "20_04-lts-gen2", Version: v, HyperVGeneration: "V2"},
+		)
+	}
+	for _, v := range []string{"24.04.202509250", "24.04.202510150", "24.04.202511050"} {
+		out = append(out,
+			MarketplaceImage{Publisher: "Canonical", Offer: "ubuntu-24_04-lts", SKU: "server", Version: v, HyperVGeneration: "V2"},
+			MarketplaceImage{Publisher: "Canonical", Offer: "ubuntu-24_04-lts", SKU: "server-gen1", Version: v, HyperVGeneration: "V1"},
 		)
 	}
 	return out
@@ -124,6 +137,9 @@ type VMInfo struct {
 	// Image is the source: "publisher:offer:sku:exactVersion" or an image ID.
 	Image            string `json:"image,omitempty"`
 	HyperVGeneration string `json:"hyperVGeneration,omitempty"`
+	// SecurityType is securityProfile.securityType: Standard, TrustedLaunch
+	// or ConfidentialVM.
+	SecurityType string `json:"securityType,omitempty"`
 }
 
 // Resource is one existing resource, as leak checks want to see it.
@@ -165,6 +181,7 @@ type Model struct {
 	pageSize  int
 	apiExtra  map[string]bool
 	opSeq     int
+	cadences  map[OpKind]Cadence
 }
 
 // res is one stored resource. obj holds the Azure SDK model of the resource
@@ -186,6 +203,7 @@ type res struct {
 
 type vmState struct {
 	power       string // starting, running, stopping, stopped, deallocating, deallocated, "" (unknown)
+	security    string // Standard, TrustedLaunch, ConfidentialVM
 	generalized bool
 	customData  []byte
 	userData    string // base64 as sent
@@ -242,6 +260,10 @@ func New(opts Options) *Model {
 		polls:    opts.InProgressPolls,
 		pageSize: opts.PageSize,
 		apiExtra: map[string]bool{},
+	}
+	m.cadences = RecordedCadence()
+	for k, v := range opts.Cadence {
+		m.cadences[k] = v
 	}
 	for _, v := range opts.ExtraAPIVersions {
 		m.apiExtra[v] = true

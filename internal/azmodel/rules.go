@@ -152,6 +152,9 @@ type Rule struct {
 	FailLRO    bool          `json:"failLRO,omitempty"`
 	Delay      time.Duration `json:"-"`
 	Drop       bool          `json:"drop,omitempty"`
+	// Panic makes the handler panic while it holds the model's lock, to
+	// prove that a model bug answers 500 instead of hanging the model.
+	Panic bool `json:"panic,omitempty"`
 }
 
 // ruleAlias has Rule's fields without its methods, so the JSON methods below
@@ -292,6 +295,7 @@ type action struct {
 	drop    bool
 	fail    *Rule
 	failLRO *Rule
+	panic   bool
 	fired   []int
 }
 
@@ -324,6 +328,8 @@ func (m *Model) matchRulesLocked(method, path, op string) action {
 			a.drop = true
 		case r.Status != 0:
 			a.fail = &r
+		case r.Panic:
+			a.panic = true
 		case r.FailLRO:
 			if a.failLRO != nil {
 				continue
@@ -363,6 +369,13 @@ type Request struct {
 	Code     string        `json:"code,omitempty"` // ARM error code of an error answer
 	Injected bool          `json:"injected,omitempty"`
 	Duration time.Duration `json:"duration"`
+	// RetryAfter is the Retry-After (seconds) the answer advertised, before
+	// any test scaling: what a real client would have waited.
+	RetryAfter int `json:"retryAfter,omitempty"`
+	// Pending: the answer left a long-running operation running (an LRO start
+	// or an InProgress poll); without RetryAfter a client waits its own poll
+	// frequency before the next poll.
+	Pending bool `json:"pending,omitempty"`
 }
 
 // Requests returns the request log, oldest first.

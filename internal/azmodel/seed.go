@@ -22,7 +22,8 @@ type GallerySeed struct {
 	SKU              string            `json:"sku,omitempty"`              // default Image
 	OSType           string            `json:"osType,omitempty"`           // default "Linux"
 	OSState          string            `json:"osState,omitempty"`          // default "Generalized"
-	HyperVGeneration string            `json:"hyperVGeneration,omitempty"` // default "V1", Azure's default
+	HyperVGeneration string            `json:"hyperVGeneration,omitempty"` // default "V1" (the shipped focal recipe's)
+	SecurityType     string            `json:"securityType,omitempty"`     // the SecurityType feature; default none
 	Tags             map[string]string `json:"tags,omitempty"`             // on the gallery and definition
 	Versions         []VersionSeed     `json:"versions,omitempty"`
 }
@@ -81,6 +82,9 @@ func (m *Model) SeedGallery(s GallerySeed) error {
 				Publisher: ptr(def(s.Publisher, "imagebake")), Offer: ptr(def(s.Offer, s.Image)), SKU: ptr(def(s.SKU, s.Image)),
 			},
 		}}
+		if s.SecurityType != "" {
+			in.Properties.Features = []*armcompute.GalleryImageFeature{{Name: ptr("SecurityType"), Value: ptr(s.SecurityType)}}
+		}
 		obj := newGalleryImageObj(iid, s.Image, loc, in)
 		m.put(&res{id: iid, typ: TypeGalleryImage, sub: sub, rg: rg, name: s.Image, parent: lowerID(gid), created: m.now(), obj: obj})
 	}
@@ -181,7 +185,7 @@ func (m *Model) GalleryVersions(imageID string) []GalleryVersion {
 			v.PublishedDate = *pp.PublishedDate
 		}
 		for _, tr := range pp.TargetRegions {
-			v.Regions = append(v.Regions, str(tr.Name))
+			v.Regions = append(v.Regions, normLoc(str(tr.Name))) // Azure answers display names ("East US")
 		}
 		out = append(out, v)
 	}
