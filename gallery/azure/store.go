@@ -445,7 +445,7 @@ func convert(v *armcompute.GalleryImageVersion) gallery.ImageVersion {
 			if r == nil || r.Name == nil {
 				continue
 			}
-			rs := gallery.RegionStatus{Name: *r.Name, Replicas: 1, State: gallery.ReplicationUnknown}
+			rs := gallery.RegionStatus{Name: regionName(*r.Name), Replicas: 1, State: gallery.ReplicationUnknown}
 			if r.RegionalReplicaCount != nil {
 				rs.Replicas = int(*r.RegionalReplicaCount)
 			}
@@ -472,11 +472,13 @@ func convert(v *armcompute.GalleryImageVersion) gallery.ImageVersion {
 	return iv
 }
 
+// regionName turns the display name Azure answers with ("East US 2") into
+// the region name recipes, flags and every other API use ("eastus2"), so
+// that listings, comparisons and promote's changes speak one spelling.
+func regionName(s string) string { return strings.ToLower(strings.ReplaceAll(s, " ", "")) }
+
 // sameRegion compares "East US" and "eastus".
-func sameRegion(a, b string) bool {
-	norm := func(s string) string { return strings.ToLower(strings.ReplaceAll(s, " ", "")) }
-	return norm(a) == norm(b)
-}
+func sameRegion(a, b string) bool { return regionName(a) == regionName(b) }
 
 func deref(s *string) string {
 	if s == nil {

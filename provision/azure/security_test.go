@@ -116,16 +116,18 @@ func TestCreateVMSecurityProfile(t *testing.T) {
 		securityType string
 		want         string // securityProfile JSON; "" none
 		diskType     string
+		size         string // "" the helper's general-purpose size
 	}{
-		{"", "", ""},
-		{"Standard", "", ""},
-		{"TrustedLaunch", `{"securityType":"TrustedLaunch","uefiSettings":{"secureBootEnabled":true,"vTpmEnabled":true}}`, ""},
-		{"ConfidentialVM", `{"securityType":"ConfidentialVM","uefiSettings":{"secureBootEnabled":true,"vTpmEnabled":true}}`, "VMGuestStateOnly"},
+		{"", "", "", ""},
+		{"Standard", "", "", ""},
+		{"TrustedLaunch", `{"securityType":"TrustedLaunch","uefiSettings":{"secureBootEnabled":true,"vTpmEnabled":true}}`, "", ""},
+		// Azure takes confidential VMs only on confidential sizes.
+		{"ConfidentialVM", `{"securityType":"ConfidentialVM","uefiSettings":{"secureBootEnabled":true,"vTpmEnabled":true}}`, "VMGuestStateOnly", "Standard_DC2as_v5"},
 	} {
 		t.Run("type "+tc.securityType, func(t *testing.T) {
 			e := newEnv(t, azmodel.Options{}, Config{})
 			e.m.AddMarketplaceImage(azmodel.MarketplaceImage{Publisher: "Canonical", Offer: "ubuntu-24_04-lts", SKU: "server", Version: "24.04.202511150", HyperVGeneration: "V2"})
-			e.vm(t, VMSpec{SecurityType: tc.securityType, Image: Image{Publisher: "Canonical", Offer: "ubuntu-24_04-lts", SKU: "server", Version: "24.04.202511150"}})
+			e.vm(t, VMSpec{SecurityType: tc.securityType, Size: tc.size, Image: Image{Publisher: "Canonical", Offer: "ubuntu-24_04-lts", SKU: "server", Version: "24.04.202511150"}})
 			puts := e.rec.find("PUT", "/virtualMachines/ib-t-vm")
 			if len(puts) != 1 {
 				t.Fatalf("%d VM PUTs", len(puts))
