@@ -57,14 +57,6 @@ type AzureOptions struct {
 	CleanupRetryDelay time.Duration
 }
 
-// Tags on everything a build creates, so gc can find debris. They are
-// spelled in internal/contract.
-const (
-	BuildTagID      = contract.TagBuildID
-	BuildTagCreated = contract.TagCreated
-	BuildTagRecipe  = contract.TagRecipe
-)
-
 // azureBake is the Azure bake's build: what its stages (azureBakeStages)
 // hand one another.
 type azureBake struct {

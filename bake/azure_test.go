@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imagebake/imagebake/gallery"
 	"github.com/imagebake/imagebake/internal/azmodel"
 	"github.com/imagebake/imagebake/internal/aztest"
+	"github.com/imagebake/imagebake/internal/contract"
 	"github.com/imagebake/imagebake/internal/fakevm"
 	az "github.com/imagebake/imagebake/provision/azure"
 	"github.com/imagebake/imagebake/recipes"
@@ -57,8 +57,8 @@ func TestAzureBakeTwiceGivesNextVersionsAndLeavesNothing(t *testing.T) {
 	}
 	v := vs[1]
 	for k, want := range map[string]string{
-		gallery.TagRecipe: "github-runner-focal", gallery.TagRecipeHash: r.Hash(), gallery.TagRunner: "2.337.0",
-		gallery.TagBaseVersion: "20.04.202502110", "team": "platform",
+		contract.TagRecipe: "github-runner-focal", contract.TagRecipeHash: r.Hash(), contract.TagRunner: "2.337.0",
+		contract.TagBaseVersion: "20.04.202502110", "team": "platform",
 	} {
 		if v.Tags[k] != want {
 			t.Errorf("version %s tag %s = %q, want %q", v.Name, k, v.Tags[k], want)

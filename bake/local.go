@@ -29,21 +29,6 @@ import (
 // session; deprovisioning deletes it.
 const BuildUser = "imagebake"
 
-// Tags imagebake records on every version it publishes; they are spelled in
-// internal/contract.
-const (
-	TagRecipe      = contract.TagRecipe
-	TagRecipeHash  = contract.TagRecipeHash
-	TagRunner      = contract.TagRunner
-	TagBaseImage   = contract.TagBaseImage
-	TagBaseVersion = contract.TagBaseVersion
-	TagImagebake   = contract.TagImagebake
-	TagCommit      = contract.TagCommit
-	TagBuildID     = contract.TagBuildID
-	TagMachineID   = contract.TagMachineID
-	TagHostKeys    = contract.TagHostKeys
-)
-
 // LocalOptions configure a local bake.
 type LocalOptions struct {
 	Store    gallery.Store
@@ -327,10 +312,10 @@ const hostKeysCommand = "sudo -n sh -c 'sha256sum /etc/ssh/ssh_host_*_key.pub' |
 func buildIdentity(ctx context.Context, s *sshsession.Session) map[string]string {
 	out := map[string]string{}
 	if res, err := s.Run(ctx, "cat /etc/machine-id"); err == nil {
-		out[TagMachineID] = strings.TrimSpace(res.Stdout)
+		out[contract.TagMachineID] = strings.TrimSpace(res.Stdout)
 	}
 	if res, err := s.Run(ctx, hostKeysCommand); err == nil {
-		out[TagHostKeys] = strings.Join(strings.Fields(res.Stdout), " ")
+		out[contract.TagHostKeys] = strings.Join(strings.Fields(res.Stdout), " ")
 	}
 	return out
 }
@@ -340,17 +325,17 @@ func versionTags(r *recipes.Recipe, m *Manifest, buildID string) map[string]stri
 	for k, v := range r.Tags {
 		tags[k] = v
 	}
-	tags[TagRecipe] = r.Name
-	tags[TagRecipeHash] = m.RecipeHash
-	tags[TagBaseImage] = m.BaseImage
-	tags[TagBaseVersion] = m.BaseVersion
-	tags[TagImagebake] = m.Imagebake
-	tags[TagBuildID] = buildID
+	tags[contract.TagRecipe] = r.Name
+	tags[contract.TagRecipeHash] = m.RecipeHash
+	tags[contract.TagBaseImage] = m.BaseImage
+	tags[contract.TagBaseVersion] = m.BaseVersion
+	tags[contract.TagImagebake] = m.Imagebake
+	tags[contract.TagBuildID] = buildID
 	if r.Runner != nil {
-		tags[TagRunner] = r.Runner.Version
+		tags[contract.TagRunner] = r.Runner.Version
 	}
 	if m.Commit != "" {
-		tags[TagCommit] = m.Commit
+		tags[contract.TagCommit] = m.Commit
 	}
 	return tags
 }

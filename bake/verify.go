@@ -8,6 +8,7 @@ import (
 
 	"github.com/imagebake/imagebake/checks"
 	"github.com/imagebake/imagebake/gallery"
+	"github.com/imagebake/imagebake/internal/contract"
 	"github.com/imagebake/imagebake/provision/qemu"
 	"github.com/imagebake/imagebake/provision/sshsession"
 	"github.com/imagebake/imagebake/recipes"
@@ -86,10 +87,10 @@ func generalizedChecks(v gallery.ImageVersion, instanceID string) []sshsession.C
 		{Name: "cloud-init ran again on first boot", Sudo: true, Run: fmt.Sprintf(`test "$(cat /var/lib/cloud/data/instance-id)" = %s`, q(instanceID))},
 		{Name: "build user " + BuildUser + " is gone", Run: fmt.Sprintf(`! getent passwd %s`, q(BuildUser))},
 	}
-	if id := v.Tags[TagMachineID]; id != "" {
+	if id := v.Tags[contract.TagMachineID]; id != "" {
 		cs = append(cs, sshsession.Check{Name: "machine-id differs from the build's", Run: fmt.Sprintf(`test -s /etc/machine-id && test "$(cat /etc/machine-id)" != %s`, q(id))})
 	}
-	if keys := strings.Fields(v.Tags[TagHostKeys]); len(keys) > 0 {
+	if keys := strings.Fields(v.Tags[contract.TagHostKeys]); len(keys) > 0 {
 		var greps []string
 		for _, k := range keys {
 			greps = append(greps, "-e "+q(k))

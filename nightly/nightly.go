@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/imagebake/imagebake/gallery"
+	"github.com/imagebake/imagebake/internal/contract"
 	"github.com/imagebake/imagebake/provision/qemu"
 	"github.com/imagebake/imagebake/recipes"
 )
@@ -59,10 +60,10 @@ func ShouldSkip(versions []gallery.ImageVersion, recipeHash, baseVersion, imageb
 
 	gotHash := newest.RecipeHash
 	if gotHash == "" {
-		gotHash = newest.Tags[gallery.TagRecipeHash]
+		gotHash = newest.Tags[contract.TagRecipeHash]
 	}
-	gotBase := newest.Tags[gallery.TagBaseVersion]
-	gotImagebake := newest.Tags[gallery.TagImagebake]
+	gotBase := newest.Tags[contract.TagBaseVersion]
+	gotImagebake := newest.Tags[contract.TagImagebake]
 	switch {
 	case gotHash != recipeHash:
 		return false, fmt.Sprintf("the recipe changed since %s (hash %s, now %s)", newest.Name, short(gotHash), short(recipeHash))

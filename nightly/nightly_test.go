@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/imagebake/imagebake/gallery"
+	"github.com/imagebake/imagebake/internal/contract"
 	"github.com/imagebake/imagebake/provision/qemu"
 	"github.com/imagebake/imagebake/recipes"
 )
@@ -19,7 +20,7 @@ func TestShouldSkip(t *testing.T) {
 	now := time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC)
 	ver := func(name, state, hash, base, ib string, age time.Duration) gallery.ImageVersion {
 		return gallery.ImageVersion{Name: name, ProvisioningState: state, RecipeHash: hash, PublishedAt: now.Add(-age),
-			Tags: map[string]string{gallery.TagRecipeHash: hash, gallery.TagBaseVersion: base, gallery.TagImagebake: ib}}
+			Tags: map[string]string{contract.TagRecipeHash: hash, contract.TagBaseVersion: base, contract.TagImagebake: ib}}
 	}
 	const ok = gallery.StateSucceeded
 	same := ver("1.0.4", ok, "hash1234567890abcdef", "base-1", "v1.2.0", 3*24*time.Hour)
@@ -60,7 +61,7 @@ func TestShouldSkipRecipeHashFromTags(t *testing.T) {
 	// Versions listed without the RecipeHash field still carry the tag.
 	now := time.Now()
 	v := gallery.ImageVersion{Name: "1.0.0", ProvisioningState: gallery.StateSucceeded, PublishedAt: now,
-		Tags: map[string]string{gallery.TagRecipeHash: "h", gallery.TagBaseVersion: "b", gallery.TagImagebake: "i"}}
+		Tags: map[string]string{contract.TagRecipeHash: "h", contract.TagBaseVersion: "b", contract.TagImagebake: "i"}}
 	if skip, reason := ShouldSkip([]gallery.ImageVersion{v}, "h", "b", "i", 0, now); !skip {
 		t.Fatalf("want skip, got %q", reason)
 	}
@@ -131,7 +132,7 @@ func TestCheck(t *testing.T) {
 	now := time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC)
 	cur := Current{RecipeHash: "h1", BaseVersion: "b1", Imagebake: "v1"}
 	same := gallery.ImageVersion{Name: "1.0.0", ProvisioningState: gallery.StateSucceeded, RecipeHash: "h1", PublishedAt: now.Add(-time.Hour),
-		Tags: map[string]string{gallery.TagBaseVersion: "b1", gallery.TagImagebake: "v1"}}
+		Tags: map[string]string{contract.TagBaseVersion: "b1", contract.TagImagebake: "v1"}}
 	boom := errors.New("list failed")
 	tests := []struct {
 		name    string

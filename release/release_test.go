@@ -16,6 +16,7 @@ import (
 	"github.com/imagebake/imagebake/gallery/local"
 	"github.com/imagebake/imagebake/internal/azmodel"
 	"github.com/imagebake/imagebake/internal/aztest"
+	"github.com/imagebake/imagebake/internal/contract"
 	"github.com/imagebake/imagebake/release"
 )
 
@@ -77,7 +78,7 @@ func seedLocal(t *testing.T, s *local.Store, root, img string, seeds []seed) {
 			t.Fatal(err)
 		}
 		if _, err := s.Create(ctx, img, gallery.CreateRequest{Version: sd.name, Source: disk, ExcludeFromLatest: sd.exclude,
-			Tags: map[string]string{gallery.TagRecipeHash: "h-" + sd.name}}); err != nil {
+			Tags: map[string]string{contract.TagRecipeHash: "h-" + sd.name}}); err != nil {
 			t.Fatal(err)
 		}
 		// The local store stamps the real time; age the version by
@@ -113,7 +114,7 @@ func seedAzure(t *testing.T, e *aztest.Env, img string, seeds []seed) {
 	for _, sd := range seeds {
 		if err := e.Model.SeedVersion(aztest.Subscription, "image-gallery-rg", "runner_images", img, azmodel.VersionSeed{
 			Name: sd.name, ExcludeFromLatest: sd.exclude, Failed: sd.failed, PublishedDate: now.Add(-sd.age),
-			Tags: map[string]string{gallery.TagRecipeHash: "h-" + sd.name}}); err != nil {
+			Tags: map[string]string{contract.TagRecipeHash: "h-" + sd.name}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -471,7 +472,7 @@ func TestPromoteCopyLocal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.SHA256 == "" || a.SHA256 != b.SHA256 || !b.ExcludeFromLatest || b.Tags[release.TagCopiedFrom] != a.ID || b.Tags[gallery.TagRecipeHash] != "h-1.0.1" {
+	if a.SHA256 == "" || a.SHA256 != b.SHA256 || !b.ExcludeFromLatest || b.Tags[release.TagCopiedFrom] != a.ID || b.Tags[contract.TagRecipeHash] != "h-1.0.1" {
 		t.Errorf("copy %+v of %+v", b, a)
 	}
 	again, err := release.Copy(ctx, src, image, "1.0.1", dst, "other-image")

@@ -16,6 +16,7 @@ import (
 	"github.com/imagebake/imagebake/gallery"
 	"github.com/imagebake/imagebake/gallery/local"
 	"github.com/imagebake/imagebake/internal/buildinfo"
+	"github.com/imagebake/imagebake/internal/contract"
 	"github.com/imagebake/imagebake/provision/qemu"
 	"github.com/imagebake/imagebake/recipes"
 	"github.com/imagebake/imagebake/release"
@@ -262,7 +263,7 @@ func (a *app) runVerify(ctx context.Context, f verifyFlags, r *recipes.Recipe) e
 		return failed("%v", err)
 	}
 	textOut := f.out.text()
-	if h := v.Tags[bake.TagRecipeHash]; h != "" && h != r.Hash() {
+	if h := v.Tags[contract.TagRecipeHash]; h != "" && h != r.Hash() {
 		fmt.Fprintf(textOut, "note: %s@%s was baked from another revision of the recipe (hash %.12s, now %.12s)\n", f.image, v.Name, h, r.Hash())
 	}
 	fmt.Fprintf(textOut, "verifying %s %s (%s)\n", f.image, v.Name, v.Path)

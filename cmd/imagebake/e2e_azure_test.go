@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/imagebake/imagebake/gallery"
 	"github.com/imagebake/imagebake/internal/azmodel"
 	"github.com/imagebake/imagebake/internal/aztest"
+	"github.com/imagebake/imagebake/internal/contract"
 )
 
 // binary is the real imagebake, built once for the end-to-end tests.
@@ -149,7 +149,7 @@ func TestE2EAzureBakeWithRealBinary(t *testing.T) {
 	if len(vs) != 2 || !vs[1].ExcludeFromLatest {
 		t.Errorf("after rollback: %+v", vs)
 	}
-	if len(vs) != 2 || vs[1].Tags[gallery.TagRecipe] != "github-runner-focal" || vs[1].Tags[gallery.TagImagebake] == "" {
+	if len(vs) != 2 || vs[1].Tags[contract.TagRecipe] != "github-runner-focal" || vs[1].Tags[contract.TagImagebake] == "" {
 		t.Errorf("versions: %+v", vs)
 	}
 }

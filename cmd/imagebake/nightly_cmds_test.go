@@ -14,6 +14,7 @@ import (
 	"github.com/imagebake/imagebake/gallery/local"
 	"github.com/imagebake/imagebake/internal/azmodel"
 	"github.com/imagebake/imagebake/internal/aztest"
+	"github.com/imagebake/imagebake/internal/contract"
 	"github.com/imagebake/imagebake/provision/qemu"
 	"github.com/imagebake/imagebake/recipes"
 )
@@ -48,7 +49,7 @@ func TestNightlyIfChangedAzure(t *testing.T) {
 	}
 	if err := e.Model.SeedVersion(aztest.Subscription, "image-gallery-rg", "runner_images", "github-runner-focal", azmodel.VersionSeed{
 		Name: "1.0.0", PublishedDate: time.Now().Add(-10 * 24 * time.Hour),
-		Tags: map[string]string{gallery.TagRecipeHash: r.Hash(), gallery.TagBaseVersion: base.Version, gallery.TagImagebake: "dev"},
+		Tags: map[string]string{contract.TagRecipeHash: r.Hash(), contract.TagBaseVersion: base.Version, contract.TagImagebake: "dev"},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestNightlyIfChangedLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := local.New(gal, nil).Create(context.Background(), r.Gallery.Image, gallery.CreateRequest{Version: "1.0.0", Source: disk, RecipeHash: r.Hash(),
-		Tags: map[string]string{gallery.TagRecipeHash: r.Hash(), gallery.TagBaseVersion: filepath.Base(baseDir), gallery.TagImagebake: "dev"}}); err != nil {
+		Tags: map[string]string{contract.TagRecipeHash: r.Hash(), contract.TagBaseVersion: filepath.Base(baseDir), contract.TagImagebake: "dev"}}); err != nil {
 		t.Fatal(err)
 	}
 	ghOut := filepath.Join(t.TempDir(), "gh")

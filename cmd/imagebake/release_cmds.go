@@ -12,9 +12,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/imagebake/imagebake/bake"
 	"github.com/imagebake/imagebake/gallery"
 	galleryazure "github.com/imagebake/imagebake/gallery/azure"
+	"github.com/imagebake/imagebake/internal/contract"
 	"github.com/imagebake/imagebake/recipes"
 	"github.com/imagebake/imagebake/release"
 )
@@ -172,7 +172,7 @@ func (a *app) runVersionsList(ctx context.Context, f versionsListFlags) error {
 				regions = append(regions, fmt.Sprintf("%s×%d:%s", r.Name, r.Replicas, dash(r.State)))
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%s\t%.12s\t%s\t%s\t%d MiB\n", v.Name, mark, v.ProvisioningState,
-				v.PublishedAt.Format(time.RFC3339), v.ExcludeFromLatest, eol, strings.Join(regions, ","), printable(v.RecipeHash), printable(dash(v.Tags[bake.TagRunner])), printable(dash(v.Tags[bake.TagBaseVersion])), v.SizeBytes>>20)
+				v.PublishedAt.Format(time.RFC3339), v.ExcludeFromLatest, eol, strings.Join(regions, ","), printable(v.RecipeHash), printable(dash(v.Tags[contract.TagRunner])), printable(dash(v.Tags[contract.TagBaseVersion])), v.SizeBytes>>20)
 		}
 		return tw.Flush()
 	})

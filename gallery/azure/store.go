@@ -15,6 +15,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v7"
 
 	"github.com/imagebake/imagebake/gallery"
+	"github.com/imagebake/imagebake/internal/contract"
 	az "github.com/imagebake/imagebake/provision/azure"
 )
 
@@ -196,7 +197,7 @@ func (s *Store) failed(ctx context.Context, image string, req gallery.CreateRequ
 // taken is ErrVersionExists for a version that is not this build's.
 func taken(what string, v *armcompute.GalleryImageVersion) error {
 	by := ""
-	if id := deref(v.Tags[gallery.TagBuildID]); id != "" {
+	if id := deref(v.Tags[contract.TagBuildID]); id != "" {
 		by = " by build " + id
 	}
 	return fmt.Errorf("%s: %w%s (imagebake never overwrites a version)", what, gallery.ErrVersionExists, by)
@@ -205,7 +206,7 @@ func taken(what string, v *armcompute.GalleryImageVersion) error {
 // ours reports whether v is the version req describes: the same source
 // and, when req names its build, the same imagebake.build-id tag.
 func ours(v *armcompute.GalleryImageVersion, req gallery.CreateRequest) bool {
-	if id := req.Tags[gallery.TagBuildID]; id != "" && deref(v.Tags[gallery.TagBuildID]) != id {
+	if id := req.Tags[contract.TagBuildID]; id != "" && deref(v.Tags[contract.TagBuildID]) != id {
 		return false
 	}
 	return sameSource(v, req.Source)
@@ -230,7 +231,7 @@ func (s *Store) body(req gallery.CreateRequest) armcompute.GalleryImageVersion {
 		tags[k] = to.Ptr(v)
 	}
 	if req.RecipeHash != "" {
-		tags[gallery.TagRecipeHash] = to.Ptr(req.RecipeHash)
+		tags[contract.TagRecipeHash] = to.Ptr(req.RecipeHash)
 	}
 	storage := armcompute.StorageAccountTypeStandardLRS
 	if req.StorageAccountType != "" {
@@ -427,7 +428,7 @@ func convert(v *armcompute.GalleryImageVersion) gallery.ImageVersion {
 			iv.Tags[k] = *t
 		}
 	}
-	iv.RecipeHash = iv.Tags[gallery.TagRecipeHash]
+	iv.RecipeHash = iv.Tags[contract.TagRecipeHash]
 	p := v.Properties
 	if p == nil {
 		return iv

@@ -13,6 +13,7 @@ import (
 
 	"github.com/imagebake/imagebake/gallery"
 	"github.com/imagebake/imagebake/internal/azmodel"
+	"github.com/imagebake/imagebake/internal/contract"
 	az "github.com/imagebake/imagebake/provision/azure"
 )
 
@@ -107,7 +108,7 @@ func newStore(t *testing.T, srv *azmodel.Server) (*Store, *hook) {
 
 func req(version, source, buildID string) gallery.CreateRequest {
 	return gallery.CreateRequest{Version: version, Source: source, RecipeHash: "h-" + buildID,
-		Tags: map[string]string{gallery.TagBuildID: buildID, "team": "t-" + buildID}, Regions: []gallery.Region{{Name: "eastus", Replicas: 1}}}
+		Tags: map[string]string{contract.TagBuildID: buildID, "team": "t-" + buildID}, Regions: []gallery.Region{{Name: "eastus", Replicas: 1}}}
 }
 
 func versions(m *azmodel.Model) map[string]azmodel.GalleryVersion {
@@ -131,7 +132,7 @@ func TestCreateAndRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.Name != "1.0.0" || v.ProvisioningState != gallery.StateSucceeded || v.Tags[gallery.TagBuildID] != "a" || v.RecipeHash != "h-a" {
+	if v.Name != "1.0.0" || v.ProvisioningState != gallery.StateSucceeded || v.Tags[contract.TagBuildID] != "a" || v.RecipeHash != "h-a" {
 		t.Errorf("created %+v", v)
 	}
 	if len(accepted) != 1 || accepted[0] != "1.0.0" || progress == 0 {
@@ -168,7 +169,7 @@ func TestCreateAndRead(t *testing.T) {
 // update that replaces its tags). A build's own earlier attempt is adopted.
 func TestCreateNeverWritesAnExistingVersion(t *testing.T) {
 	m, srv, src := newModel(t, azmodel.Options{})
-	if err := m.SeedVersion(sub, rg, gal, image, azmodel.VersionSeed{Name: "1.0.0", Tags: map[string]string{gallery.TagBuildID: "seeded"}}); err != nil {
+	if err := m.SeedVersion(sub, rg, gal, image, azmodel.VersionSeed{Name: "1.0.0", Tags: map[string]string{contract.TagBuildID: "seeded"}}); err != nil {
 		t.Fatal(err)
 	}
 	s, h := newStore(t, srv)
@@ -191,7 +192,7 @@ func TestCreateNeverWritesAnExistingVersion(t *testing.T) {
 		t.Errorf("%d version PUTs, want only the one that created 1.0.1", n)
 	}
 	vs := versions(m)
-	if vs["1.0.0"].Tags[gallery.TagBuildID] != "seeded" || vs["1.0.1"].Tags[gallery.TagBuildID] != "a" || vs["1.0.1"].Tags["team"] != "t-a" {
+	if vs["1.0.0"].Tags[contract.TagBuildID] != "seeded" || vs["1.0.1"].Tags[contract.TagBuildID] != "a" || vs["1.0.1"].Tags["team"] != "t-a" {
 		t.Errorf("tags were overwritten: %+v", vs)
 	}
 }
@@ -229,7 +230,7 @@ func TestCreateRaceBetweenReadAndPut(t *testing.T) {
 				t.Fatalf("want ErrVersionExists, got %v", err)
 			}
 			v := versions(m)["1.0.0"]
-			if v.Source != src[1] || v.Tags[gallery.TagBuildID] != "rival" {
+			if v.Source != src[1] || v.Tags[contract.TagBuildID] != "rival" {
 				t.Errorf("the rival's version changed: %+v", v)
 			}
 			if n := h.n("PUT version"); n != 1 {
@@ -256,7 +257,7 @@ func TestCreateConfirmsTheVersionIsOurs(t *testing.T) {
 			id := azmodel.GalleryImageID(sub, rg, gal, image) + "/versions/1.0.0"
 			var released []string
 			s.OnAccepted = func(string) {
-				if err := m.SetTags(id, map[string]string{gallery.TagBuildID: "someone-else"}); err != nil {
+				if err := m.SetTags(id, map[string]string{contract.TagBuildID: "someone-else"}); err != nil {
 					t.Error(err)
 				}
 			}
@@ -327,7 +328,7 @@ func TestConcurrentCreatesNeverOverwrite(t *testing.T) {
 	}
 	for i, name := range got {
 		v := vs[name]
-		if v.Source != src[i] || v.Tags[gallery.TagBuildID] != fmt.Sprintf("b%d", i) || v.ProvisioningState != gallery.StateSucceeded {
+		if v.Source != src[i] || v.Tags[contract.TagBuildID] != fmt.Sprintf("b%d", i) || v.ProvisioningState != gallery.StateSucceeded {
 			t.Errorf("publisher %d's version %s is %+v", i, name, v)
 		}
 	}

@@ -41,20 +41,10 @@ func (c *Clients) CreateGalleryImage(ctx context.Context, g GalleryImage, def ar
 
 // ListGalleryVersions lists every version of the image (all pages).
 func (c *Clients) ListGalleryVersions(ctx context.Context, g GalleryImage) ([]*armcompute.GalleryImageVersion, error) {
-	var out []*armcompute.GalleryImageVersion
 	pager := c.galleryVersion.NewListByGalleryImagePager(g.ResourceGroup, g.Gallery, g.Image, nil)
-	for pager.More() {
-		var page armcompute.GalleryImageVersionsClientListByGalleryImageResponse
-		if err := c.call(ctx, "list versions of "+g.String(), func(ctx context.Context) error {
-			var err error
-			page, err = pager.NextPage(ctx)
-			return err
-		}); err != nil {
-			return nil, err
-		}
-		out = append(out, page.Value...)
-	}
-	return out, nil
+	return allPages(ctx, c, "list versions of "+g.String(), pager, func(p armcompute.GalleryImageVersionsClientListByGalleryImageResponse) []*armcompute.GalleryImageVersion {
+		return p.Value
+	})
 }
 
 // GetGalleryVersion reads one version; with replication, its per-region
