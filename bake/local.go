@@ -118,6 +118,8 @@ type qemuVM struct {
 	user    string
 	signer  ssh.Signer
 	hostPub ssh.PublicKey
+	// sshReady is when the first SSH session was open.
+	sshReady time.Time
 }
 
 // start boots the VM and registers its cleanup the moment QEMU runs.
@@ -145,6 +147,7 @@ func (q *qemuVM) dial(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	q.sshReady = time.Now()
 	q.opened(s)
 	return nil
 }
