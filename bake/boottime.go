@@ -77,7 +77,7 @@ func mainUnit(r *recipes.Recipe) string {
 // boot timing. It is called once cloud-init has finished, when every unit
 // the boot starts has had its chance.
 func (q *qemuVM) measureBoot(ctx context.Context) (BootTiming, error) {
-	t := BootTiming{SSHSeconds: q.sshReady.Sub(q.machine.Started()).Seconds()}
+	t := BootTiming{SSHSeconds: q.sshReady.Sub(q.launched).Seconds()}
 	unit := mainUnit(q.r)
 	units := []string{multiUser}
 	if unit != "" {
@@ -87,7 +87,7 @@ func (q *qemuVM) measureBoot(ctx context.Context) (BootTiming, error) {
 	if err != nil {
 		return t, err
 	}
-	kernel := c.KernelStart().Sub(q.machine.Started())
+	kernel := c.KernelStart().Sub(q.launched)
 	if mu, ok := c.Units[multiUser]; ok {
 		t.MultiUserSeconds = (kernel + mu).Seconds()
 	}

@@ -163,6 +163,9 @@ func parseBootClock(out string, c *BootClock) error {
 		return fmt.Errorf("boot clock: /proc/uptime: %w", err)
 	}
 	c.Uptime = time.Duration(up * float64(time.Second))
+	if c.Units == nil {
+		c.Units = map[string]time.Duration{}
+	}
 	for _, block := range strings.Split(rest, "\n\n") {
 		props := map[string]string{}
 		for _, line := range strings.Split(block, "\n") {
