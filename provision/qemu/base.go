@@ -94,7 +94,22 @@ printf 'manage_etc_hosts: localhost\n' > "$1/etc/cloud/cloud.cfg.d/90-imagebake-
 # a root password, and the boot never finishes. cloud-init configures those.
 ln -sf /dev/null "$1/etc/systemd/system/systemd-firstboot.service"
 rm -f "$1/var/lib/dbus/machine-id"
-# One network manager only: ifupdown. cloud-init renders the NIC for
+` + baseNetworkHook
+
+// baseNetworkHook is the part of baseCustomizeHook that leaves the base
+// one network manager. It is separate so that a test can run it.
+//
+// Why ifupdown and not networkd: cloud-init 22.4 on Debian picks its eni
+// renderer and brings the NIC up through networking.service, which the
+// base already needs (FACTS.md); switching to networkd would mean a
+// .network file for en*/eth* and trusting cloud-init to keep choosing to
+// leave it alone. The base as mmdebstrap builds it does not enable
+// networkd, yet the published image's first boot started
+// systemd-networkd.socket/.service and pulled in its wait-online (seen on
+// the serial console of a verify boot); masking holds whichever package
+// step enables them. Its text is part of baseKey, so a base built before
+// it is never reused.
+const baseNetworkHook = `# One network manager only: ifupdown. cloud-init renders the NIC for
 # ifupdown (interfaces.d above), so systemd-networkd, which bookworm's
 # systemd also enables, manages no link, and its wait-online never
 # succeeds: once any enabled unit wants network-online.target it holds
