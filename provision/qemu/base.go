@@ -101,14 +101,19 @@ rm -f "$1/var/lib/dbus/machine-id"
 //
 // Why ifupdown and not networkd: cloud-init 22.4 on Debian picks its eni
 // renderer and brings the NIC up through networking.service, which the
-// base already needs (FACTS.md); switching to networkd would mean a
-// .network file for en*/eth* and trusting cloud-init to keep choosing to
-// leave it alone. The base as mmdebstrap builds it does not enable
-// networkd, yet the published image's first boot started
-// systemd-networkd.socket/.service and pulled in its wait-online (seen on
-// the serial console of a verify boot); masking holds whichever package
-// step enables them. Its text is part of baseKey, so a base built before
-// it is never reused.
+// base already needs (FACTS.md); networking.service (and
+// ifupdown-wait-online.service, once presets have enabled it) back
+// network-online.target. Switching to networkd instead would need a
+// .network file for en*/eth* and cloud-init's renderer choice to follow
+// it. The base as mmdebstrap builds it does not enable
+// networkd; the published image does, by itself: deprovisioning's
+// `cloud-init clean --machine-id` leaves /etc/machine-id "uninitialized", so
+// the image's first boot is a systemd first boot ("Detected first boot",
+// "Populated /etc with preset unit settings" on a verify boot's console),
+// and Debian's presets enable systemd-networkd, its socket and
+// wait-online. Disabling them in the base would be undone by those
+// presets; a masked unit is left alone. The hook's text is part of
+// baseKey, so a base built before it is never reused.
 const baseNetworkHook = `# One network manager only: ifupdown. cloud-init renders the NIC for
 # ifupdown (interfaces.d above), so systemd-networkd, which bookworm's
 # systemd also enables, manages no link, and its wait-online never
