@@ -275,7 +275,11 @@ func (a *app) runVerify(ctx context.Context, f verifyFlags, r *recipes.Recipe) e
 	if err := a.finish("verify", m, err, f.out); err != nil {
 		return err
 	}
-	fmt.Fprintf(textOut, "verified %s %s: %d checks passed\n", f.image, v.Name, len(m.Checks))
+	boot := ""
+	if m.Boot != nil {
+		boot = fmt.Sprintf(", no failed unit, boot-to-ready %.1fs (%s)", m.Boot.Seconds, m.Boot.Ready)
+	}
+	fmt.Fprintf(textOut, "verified %s %s: %d checks passed%s\n", f.image, v.Name, len(m.Checks), boot)
 	return nil
 }
 
