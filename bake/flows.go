@@ -47,7 +47,7 @@ var localBakeStages = []Stage[localBake]{
 	{contract.StageRender, (*localBake).render},
 	{contract.StageBoot, (*localBake).boot},
 	{contract.StageSSH, (*localBake).dial},
-	{contract.StageCloudInit, (*localBake).waitCloudInit},
+	{contract.StageCloudInit, (*localBake).cloudInit},
 	{contract.StageChecks, (*localBake).runChecks},
 	{contract.StageDeprovision, (*localBake).deprovision},
 	{contract.StageCapture, (*localBake).capture},
@@ -60,6 +60,7 @@ var localVerifyStages = []Stage[localVerify]{
 	{contract.StageBoot, (*localVerify).boot},
 	{contract.StageSSH, (*localVerify).dial},
 	{contract.StageCloudInit, (*localVerify).waitCloudInit},
+	{contract.StageFirstBoot, (*localVerify).firstBoot},
 	{contract.StageChecks, (*localVerify).runChecks},
 	{contract.StageGeneralized, (*localVerify).generalized},
 }

@@ -103,6 +103,9 @@ type qemuVM struct {
 	user    string
 	signer  ssh.Signer
 	hostPub ssh.PublicKey
+	// launched is when QEMU was started and sshReady when the first SSH
+	// session was open: the host's ends of a boot's timing.
+	launched, sshReady time.Time
 }
 
 // start boots the VM and registers its cleanup the moment QEMU runs.
@@ -110,7 +113,7 @@ func (q *qemuVM) start(ctx context.Context, hostname, what string, userData []by
 	machine, err := qemu.Start(ctx, qemu.MachineOptions{Base: q.base, UserData: userData, Hostname: hostname,
 		MemoryMiB: q.set.MemoryMiB, CPUs: q.set.CPUs, LogDir: q.logDir, Logger: q.log, BuildID: q.buildID})
 	if machine != nil {
-		q.machine = machine
+		q.machine, q.launched = machine, machine.Started()
 		q.p.OnCleanupKeepable(what+" (qemu, overlay, seed server)", func(context.Context) error { return machine.Destroy() })
 	}
 	return err
@@ -130,6 +133,7 @@ func (q *qemuVM) dial(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	q.sshReady = time.Now()
 	q.opened(s)
 	return nil
 }

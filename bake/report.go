@@ -99,6 +99,9 @@ type Manifest struct {
 	Resources   map[string]string `json:"resources,omitempty"`
 	Left        []string          `json:"left,omitempty"`
 	LogDir      string            `json:"logDir,omitempty"`
+	// Boot is how long the local VM took from QEMU's launch to ready
+	// (verify: the published image's first boot; bake: the build boot).
+	Boot *BootTiming `json:"boot,omitempty"`
 	// BootCommand boots a local version by hand (a throwaway snapshot).
 	BootCommand string `json:"bootCommand,omitempty"`
 	// Settings are the run's effective settings (flag over recipe over

@@ -78,7 +78,7 @@ func localSettings(r *recipes.Recipe, opts LocalOptions) Settings {
 var defaultTimeouts = map[string]time.Duration{
 	contract.StageBoot: 10 * time.Minute, contract.StageSSH: 15 * time.Minute, contract.StageCloudInit: 45 * time.Minute,
 	contract.StageChecks: 20 * time.Minute, contract.StageDeprovision: 10 * time.Minute, contract.StageCapture: 30 * time.Minute,
-	contract.StageGeneralized: 5 * time.Minute,
+	contract.StageGeneralized: 5 * time.Minute, contract.StageFirstBoot: 5 * time.Minute,
 }
 
 // StageTimeouts are the default stage timeouts with the recipe's

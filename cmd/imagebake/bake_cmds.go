@@ -220,7 +220,9 @@ func (a *app) verifyCommand() *cli.Command {
 		Usage:     "boot a fresh VM from a published version and run the recipe's checks on it",
 		ArgsUsage: "IMAGE[@VERSION]",
 		Description: "Without @VERSION, verifies the version \"latest\" resolves to. Locally it also proves the image was\n" +
-			"generalized: cloud-init runs again, machine-id and SSH host keys differ from the build's, the build user is gone.",
+			"generalized: cloud-init runs again, machine-id and SSH host keys differ from the build's, the build user is gone.\n" +
+			"It fails when the first boot left a failed unit or a degraded system, and prints the image's boot-to-ready time\n" +
+			"(QEMU launched to the recipe's main unit running).",
 		Flags: append(append(localFlagDefs(),
 			&cli.StringFlag{Name: "recipe", Usage: "the recipe whose checks to run (default recipes/IMAGE.yaml)", EnvVars: envs("RECIPE")},
 		), azureFlags()...),
@@ -274,7 +276,11 @@ func (a *app) runVerify(ctx context.Context, f verifyFlags, r *recipes.Recipe) e
 	if err := a.finish("verify", m, err, f.out); err != nil {
 		return err
 	}
-	fmt.Fprintf(textOut, "verified %s %s: %d checks passed\n", f.image, v.Name, len(m.Checks))
+	boot := ""
+	if m.Boot != nil {
+		boot = fmt.Sprintf(", no failed unit, boot-to-ready %.1fs (%s)", m.Boot.Seconds, m.Boot.Ready)
+	}
+	fmt.Fprintf(textOut, "verified %s %s: %d checks passed%s\n", f.image, v.Name, len(m.Checks), boot)
 	return nil
 }
 

@@ -52,6 +52,11 @@ type localManifest struct {
 		Name   string
 		Passed bool
 	}
+	Stages []struct{ Name string }
+	Boot   *struct {
+		Ready                                                      string
+		Seconds, QEMUToKernelSeconds, MultiUserSeconds, SSHSeconds float64
+	}
 }
 
 func bakeJSON(t *testing.T, env []string, args ...string) (localManifest, result) {
@@ -101,11 +106,36 @@ func TestE2ELocalBakeTwiceAndVerify(t *testing.T) {
 		if len(m.Checks) < 15 || failed > 0 {
 			t.Errorf("bake %d ran %d checks, %d failed", i, len(m.Checks), failed)
 		}
+		// The build boot's units are only enabled: its ready point is
+		// multi-user.target, the figure verify's is compared with.
+		if m.Boot == nil || m.Boot.Ready != "multi-user.target" || m.Boot.Seconds <= 0 {
+			t.Errorf("bake %d boot timing: %+v", i, m.Boot)
+		} else {
+			t.Logf("bake %d build boot: %+v", i, *m.Boot)
+		}
 		noLeftovers(t, tmp)
 	}
 	m, res := bakeJSON(t, env, append([]string{"verify", "local-demo@1.0.1"}, common...)...)
 	if res.code != 0 || m.Result != "verified" {
 		t.Fatalf("verify: exit %d %+v\n%s", res.code, m, res.stderr)
+	}
+	// The first boot of the published image is clean (the first-boot stage
+	// passed: no failed unit, not degraded) and its main unit's start is
+	// timed and printed.
+	var firstBoot bool
+	for _, s := range m.Stages {
+		firstBoot = firstBoot || s.Name == "first-boot"
+	}
+	if !firstBoot {
+		t.Errorf("verify ran no first-boot stage: %+v", m.Stages)
+	}
+	if m.Boot == nil || m.Boot.Ready != "demo-agent.service" || m.Boot.Seconds <= 0 || m.Boot.QEMUToKernelSeconds <= 0 {
+		t.Errorf("verify boot timing: %+v", m.Boot)
+	} else {
+		t.Logf("verify boot: %+v", *m.Boot)
+	}
+	if !strings.Contains(res.stderr+res.stdout, "boot-to-ready ") {
+		t.Errorf("verify did not print its boot-to-ready time:\n%s", res.stderr)
 	}
 	var generalized int
 	for _, c := range m.Checks {

@@ -23,6 +23,7 @@ const (
 	StageCapture       = "capture"
 	StagePublish       = "publish"
 	StageGeneralized   = "generalized"
+	StageFirstBoot     = "first-boot"
 )
 
 // Stages returns every stage name, in the order a reader meets them (local
@@ -33,6 +34,7 @@ func Stages() []string {
 		StageCredentials, StageBase, StageVersion, StageResourceGroup, StageNetwork, StageVM,
 		StageRender, StageBoot, StageSSH, StageCloudInit, StageChecks, StageDeprovision,
 		StageDeallocate, StageGeneralize, StageImage, StageCapture, StagePublish, StageGeneralized,
+		StageFirstBoot,
 	}
 }
 

@@ -26,8 +26,9 @@ import (
 
 // baseFormatVersion changes whenever the way a base is built changes in a
 // way the package list does not show (hooks, mkfs options, file layout), so
-// that an old cached base is not reused.
-const baseFormatVersion = 1
+// that an old cached base is not reused. (The customize hook is part of the
+// key too; 2 marks the base that runs one network manager.)
+const baseFormatVersion = 2
 
 // baseDiskSize is the size of the root filesystem; the build VM's overlay may
 // grow it and cloud-init's resizefs then grows the filesystem.
@@ -93,6 +94,38 @@ printf 'manage_etc_hosts: localhost\n' > "$1/etc/cloud/cloud.cfg.d/90-imagebake-
 # a root password, and the boot never finishes. cloud-init configures those.
 ln -sf /dev/null "$1/etc/systemd/system/systemd-firstboot.service"
 rm -f "$1/var/lib/dbus/machine-id"
+` + baseNetworkHook
+
+// baseNetworkHook is the part of baseCustomizeHook that leaves the base
+// one network manager. It is separate so that a test can run it.
+//
+// Why ifupdown and not networkd: cloud-init 22.4 on Debian picks its eni
+// renderer and brings the NIC up through networking.service, which the
+// base already needs (FACTS.md); networking.service (and
+// ifupdown-wait-online.service, once presets have enabled it) back
+// network-online.target. Switching to networkd instead would need a
+// .network file for en*/eth* and cloud-init's renderer choice to follow
+// it. The base as mmdebstrap builds it does not enable
+// networkd; the published image does, by itself: deprovisioning's
+// `cloud-init clean --machine-id` leaves /etc/machine-id "uninitialized", so
+// the image's first boot is a systemd first boot ("Detected first boot",
+// "Populated /etc with preset unit settings" on a verify boot's console),
+// and Debian's presets enable systemd-networkd, its socket and
+// wait-online. Disabling them in the base would be undone by those
+// presets; a masked unit is left alone. The hook's text is part of
+// baseKey, so a base built before it is never reused.
+const baseNetworkHook = `# One network manager only: ifupdown. cloud-init renders the NIC for
+# ifupdown (interfaces.d above), so systemd-networkd, which bookworm's
+# systemd also enables, manages no link, and its wait-online never
+# succeeds: once any enabled unit wants network-online.target it holds
+# cloud-init.service (ordered after it) for its full 120 s and then fails,
+# so every first boot of an image paid two minutes and ended degraded.
+# Masking beats disabling: presets and package upgrades cannot re-enable
+# a masked unit. ifupdown-wait-online.service still backs
+# network-online.target.
+for u in systemd-networkd.service systemd-networkd.socket systemd-networkd-wait-online.service; do
+	ln -sf /dev/null "$1/etc/systemd/system/$u"
+done
 `
 
 // baseManifest is written last into a finished base directory: its presence

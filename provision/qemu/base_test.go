@@ -3,6 +3,7 @@ package qemu
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -130,5 +131,38 @@ func TestSafeRemoveAllRefusesMounts(t *testing.T) {
 	}
 	if _, err := os.Stat(d); !os.IsNotExist(err) {
 		t.Errorf("%s still exists", d)
+	}
+}
+
+// TestBaseNetworkHookMasksNetworkd runs the hook's network part for real
+// on an empty root: networkd and its wait-online end up masked, so no
+// enabled unit can pull them into a boot.
+func TestBaseNetworkHookMasksNetworkd(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc/systemd/system"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("sh", "-euc", baseNetworkHook, "sh", root).CombinedOutput()
+	if err != nil {
+		t.Fatalf("hook: %v\n%s", err, out)
+	}
+	for _, u := range []string{"systemd-networkd.service", "systemd-networkd.socket", "systemd-networkd-wait-online.service"} {
+		if dst, err := os.Readlink(filepath.Join(root, "etc/systemd/system", u)); err != nil || dst != "/dev/null" {
+			t.Errorf("%s not masked: %q, %v", u, dst, err)
+		}
+	}
+	if !strings.HasSuffix(baseCustomizeHook, baseNetworkHook) {
+		t.Error("the customize hook does not run the network hook")
+	}
+}
+
+// TestBaseKeyChangedForNetworkFix: the key of the base that had both
+// ifupdown and networkd (fd14f736bc633142) must never match again, or a
+// cached base with the 120 s first-boot wait would be reused.
+func TestBaseKeyChangedForNetworkFix(t *testing.T) {
+	got := baseKey("bookworm", basePackages())
+	t.Logf("base key %s", got)
+	if got == "fd14f736bc633142" {
+		t.Errorf("base key %s is the key of the base before the network fix", got)
 	}
 }

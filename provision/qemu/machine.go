@@ -67,7 +67,10 @@ type Machine struct {
 	stopTimeout time.Duration
 	seed        *Seed
 
-	cmd     *exec.Cmd
+	cmd *exec.Cmd
+	// started is when the qemu process that runs the guest was started
+	// (the last attempt's): where a boot-to-ready time begins.
+	started time.Time
 	done    chan struct{} // closed when qemu has exited
 	waitErr error         // qemu's exit, valid once done is closed
 
@@ -217,10 +220,11 @@ func (m *Machine) launch(ctx context.Context, args []string) (string, error) {
 	// qemu directly (imagebake's cleanup stops it), and Destroy can kill the
 	// whole group. Pdeathsig: if imagebake dies, qemu dies with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		return "", fmt.Errorf("qemu-system-x86_64: %w", err)
 	}
-	m.cmd = cmd
+	m.cmd, m.started = cmd, started
 	done := m.done
 	go func() {
 		m.waitErr = cmd.Wait()
@@ -262,6 +266,10 @@ func (m *Machine) launch(ctx context.Context, args []string) (string, error) {
 
 // SSHAddr is the host address forwarded to the guest's SSH port.
 func (m *Machine) SSHAddr() string { return fmt.Sprintf("127.0.0.1:%d", m.sshPort) }
+
+// Started is when QEMU was launched: the start of the VM's boot as the
+// host sees it.
+func (m *Machine) Started() time.Time { return m.started }
 
 // Accel is the accelerator QEMU runs with.
 func (m *Machine) Accel() Accel { return m.accel }
