@@ -17,6 +17,7 @@ func adminHandler(m *Model) http.Handler {
 	mux.HandleFunc("GET /_model/versions", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, orEmpty(m.GalleryVersions(r.URL.Query().Get("imageId"))))
 	})
+	mux.HandleFunc("GET /_model/meter", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, m.Meter()) })
 	mux.HandleFunc("GET /_model/requests", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, orEmpty(m.Requests())) })
 	mux.HandleFunc("DELETE /_model/requests", func(w http.ResponseWriter, r *http.Request) {
 		m.ResetRequests()

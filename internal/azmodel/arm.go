@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -14,10 +15,11 @@ import (
 
 // armError is the ARM error object: {"error":{"code","message","target"}}.
 type armError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	Target  string `json:"target,omitempty"`
-	Status  int    `json:"-"`
+	Code    string     `json:"code"`
+	Message string     `json:"message"`
+	Target  string     `json:"target,omitempty"`
+	Details []armError `json:"details,omitempty"`
+	Status  int        `json:"-"`
 }
 
 // reply is a response built under the model's lock and written after it.
@@ -26,6 +28,9 @@ type reply struct {
 	hdr    http.Header
 	body   []byte
 	code   string // ARM error code, for the request log
+	// pending: the answer leaves a long-running operation running (an LRO
+	// start or an InProgress poll), so a client waits before its next poll.
+	pending bool
 }
 
 func (r *reply) header() http.Header {
@@ -266,6 +271,7 @@ func (m *Model) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 	finish := func(rep *reply, injected bool) {
 		entry.Status, entry.Code, entry.Injected = rep.status, rep.code, injected
+		entry.RetryAfter, entry.Pending = retryAfterOf(rep), rep.pending
 		entry.Duration = time.Since(start)
 		m.record(entry)
 		m.opts.Logger.Debug("arm request", "method", req.Method, "path", req.URL.Path, "status", rep.status, "code", rep.code)
@@ -309,14 +315,48 @@ func (m *Model) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if d > 0 && !sleepCtx(req.Context(), d) {
 		return
 	}
-	m.mu.Lock()
-	rep := rt.h(m, c)
-	cbs := m.takeCallbacksLocked()
-	m.mu.Unlock()
+	rep, cbs := m.handle(rt, c)
 	for _, cb := range cbs {
 		cb()
 	}
 	finish(rep, false)
+}
+
+// handle runs one handler under the model's lock. A panicking handler
+// answers 500 and releases the lock, so a model bug shows as an error at the
+// call that hit it instead of every later request hanging.
+func (m *Model) handle(rt *route, c *call) (rep *reply, cbs []func()) {
+	m.mu.Lock()
+	defer func() {
+		if p := recover(); p != nil {
+			m.opts.Logger.Error("azmodel handler panicked", "op", rt.op, "panic", p, "stack", string(debug.Stack()))
+			rep = errReply(http.StatusInternalServerError, "InternalServerError", fmt.Sprintf("azmodel: %s handler panicked: %v", rt.op, p))
+			cbs = nil
+			m.callbacks = nil
+		}
+		m.mu.Unlock()
+	}()
+	rep = rt.h(m, c)
+	if rt.api == "network" && c.r.Method == http.MethodGet && rep.status == http.StatusOK {
+		// Network answers a GET of one resource with its etag as ETag too
+		// (recorded).
+		var top struct {
+			Etag string `json:"etag"`
+		}
+		if json.Unmarshal(rep.body, &top) == nil && top.Etag != "" {
+			rep.header().Set("ETag", top.Etag)
+		}
+	}
+	return rep, m.takeCallbacksLocked()
+}
+
+// retryAfterOf reads the Retry-After seconds of a reply (0: none).
+func retryAfterOf(rep *reply) int {
+	n, err := strconv.Atoi(rep.header().Get("Retry-After"))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
 
 func classOf(method string, rt *route) Class {
@@ -403,6 +443,16 @@ func injectedError(r Rule, req *http.Request) *reply {
 		}
 	}
 	rep := errReply(r.Status, code, msg)
+	if r.Status == http.StatusTooManyRequests && compute {
+		// Compute names the throttled policy in details (shape from Azure's
+		// documented throttling answer; Retry-After may be absent).
+		group := computeThrottleGroup(req)
+		body := armError{Code: code, Message: msg, Details: []armError{{Code: "TooManyRequests", Target: group, Message: fmt.Sprintf(
+			`{"operationGroup":"%s","startTime":"%s","endTime":"%s","allowedRequestCount":%d,"measuredRequestCount":%d}`,
+			group, time.Now().UTC().Add(-3*time.Minute).Format(time.RFC3339), time.Now().UTC().Format(time.RFC3339), 240, 241)}}}
+		rep = jsonReply(r.Status, map[string]any{"error": body})
+		rep.code = code
+	}
 	if r.RetryAfter > 0 {
 		rep.header().Set("Retry-After", strconv.Itoa(r.RetryAfter))
 	}
@@ -410,6 +460,24 @@ func injectedError(r Rule, req *http.Request) *reply {
 		rep.header().Set("x-ms-ratelimit-remaining-resource", "Microsoft.Compute/HighCostGet3Min;0,Microsoft.Compute/PutVM3Min;0")
 	}
 	return rep
+}
+
+// computeThrottleGroup names Compute's throttling policy for a request.
+func computeThrottleGroup(req *http.Request) string {
+	p := strings.ToLower(req.URL.Path)
+	switch {
+	case strings.Contains(p, "/operations/") || strings.Contains(p, "/capsoperations/"):
+		return "GetOperation3Min"
+	case req.Method == http.MethodPut && strings.Contains(p, "/virtualmachines/"):
+		return "PutVM3Min"
+	case req.Method == http.MethodDelete && strings.Contains(p, "/virtualmachines/"):
+		return "DeleteVM3Min"
+	case req.Method == http.MethodPost:
+		return "UpdateVM3Min"
+	case req.Method == http.MethodGet:
+		return "HighCostGet3Min"
+	}
+	return "PutVM3Min"
 }
 
 func writeReply(w http.ResponseWriter, rep *reply) {

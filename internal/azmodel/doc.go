@@ -67,7 +67,8 @@
 //	GET    /_model/vms                    []VMInfo
 //	GET    /_model/versions?imageId=ID    []GalleryVersion
 //	GET    /_model/requests               []Request
-//	DELETE /_model/requests               empty the request log
+//	DELETE /_model/requests               empty the request log (and the meter)
+//	GET    /_model/meter                  Meter: requests by class, advertised Retry-After
 //	GET    /_model/rules                  []RuleState
 //	POST   /_model/rules                  Rule → {"id": N}
 //	DELETE /_model/rules                  remove every rule

@@ -838,8 +838,10 @@ func (m *Model) vmRestart(c *call) *reply {
 	return m.vmAction(c, OpVMRestart, "restart", "starting", "running")
 }
 
-// vmGeneralize marks a deallocated VM generalized: synchronous, 200 with no
-// body. Generalized is forever: the VM can never be started again.
+// vmGeneralize marks a stopped or deallocated VM generalized: synchronous,
+// 200 with no body (recorded on a powered-off VM: Azure CLI
+// test_vm_generalize). A running VM is refused. Generalized is forever: the VM
+// can never be started again.
 func (m *Model) vmGeneralize(c *call) *reply {
 	r, rep := m.vmLocked(c)
 	if rep != nil {
@@ -848,7 +850,7 @@ func (m *Model) vmGeneralize(c *call) *reply {
 	if r.op != nil {
 		return computeBusy("generalize", r.name)
 	}
-	if r.vm.power != "deallocated" {
+	if r.vm.power != "deallocated" && r.vm.power != "stopped" {
 		state := r.vm.power
 		if state == "" || state == "starting" {
 			state = "running"

@@ -331,6 +331,7 @@ func fillVersionDefaults(obj *armcompute.GalleryImageVersion) {
 		pp.TargetRegions = []*armcompute.TargetRegion{{Name: obj.Location}}
 	}
 	for _, tr := range pp.TargetRegions {
+		tr.Name = ptr(regionDisplayName(str(tr.Name)))
 		if tr.RegionalReplicaCount == nil {
 			tr.RegionalReplicaCount = pp.ReplicaCount
 		}
@@ -345,7 +346,7 @@ func fillVersionDefaults(obj *armcompute.GalleryImageVersion) {
 		p.SafetyProfile = &armcompute.GalleryImageVersionSafetyProfile{}
 	}
 	if p.SafetyProfile.AllowDeletionOfReplicatedLocations == nil {
-		p.SafetyProfile.AllowDeletionOfReplicatedLocations = ptr(true)
+		p.SafetyProfile.AllowDeletionOfReplicatedLocations = ptr(false) // as recorded
 	}
 	if p.SafetyProfile.BlockDeletionBeforeEndOfLife == nil {
 		p.SafetyProfile.BlockDeletionBeforeEndOfLife = ptr(false)
@@ -383,23 +384,28 @@ func (m *Model) verPut(c *call) *reply {
 	if normLoc(str(in.Location)) != normLoc(str(def.Location)) {
 		return invalidParam(fmt.Sprintf("The location '%s' of the gallery image version must be the location '%s' of its gallery image.", str(in.Location), str(def.Location)), "location") // unverified wording
 	}
-	if in.Properties == nil || in.Properties.StorageProfile == nil || sourceKey(in.Properties.StorageProfile) == "||" {
-		return invalidParam("Required parameter 'galleryImageVersion.properties.storageProfile.source' is missing (null).", "galleryImageVersion.properties.storageProfile.source") // unverified wording
+	if in.Properties == nil {
+		in.Properties = &armcompute.GalleryImageVersionProperties{}
 	}
+	noSource := sourceKey(in.Properties.StorageProfile) == "" || sourceKey(in.Properties.StorageProfile) == "||"
 	id := versionID(c)
 	existing := m.get(id)
-	if existing != nil && c.r.Header.Get("If-None-Match") == "*" {
-		return errReply(http.StatusPreconditionFailed, "PreconditionFailed", "The condition specified using HTTP conditional header(s) is not met.")
-	}
+	// Galleries have no If-None-Match (armcompute sends none for versions):
+	// a PUT on an existing version is an update, as recorded.
 	if existing == nil && c.r.Header.Get("If-Match") != "" {
 		return errReply(http.StatusPreconditionFailed, "PreconditionFailed", "The condition specified using HTTP conditional header(s) is not met.")
+	}
+	if existing == nil && noSource {
+		return invalidParam("Required parameter 'galleryImageVersion.properties.storageProfile.source' is missing (null).", "galleryImageVersion.properties.storageProfile.source") // unverified wording
 	}
 	if existing != nil {
 		if existing.op != nil {
 			return galleryBusy(name)
 		}
 		old := existing.obj.(*armcompute.GalleryImageVersion)
-		if sourceKey(old.Properties.StorageProfile) != sourceKey(in.Properties.StorageProfile) {
+		// An update that omits the source keeps it; a different source is
+		// refused.
+		if !noSource && sourceKey(old.Properties.StorageProfile) != sourceKey(in.Properties.StorageProfile) {
 			return propChangeSource()
 		}
 		in.Properties.StorageProfile = old.Properties.StorageProfile

@@ -444,7 +444,16 @@ func (m *Model) nsgPut(c *call) *reply {
 		props.ResourceGUID = r.obj.(*armnetwork.SecurityGroup).Properties.ResourceGUID
 		r.obj = obj
 	}
-	return m.netWrite(c, r, created, func(s string) { obj.Properties.ProvisioningState = netState(s) }, func() any { return m.renderNSG(r) })
+	// The rules follow the group: "Updating" in the PUT answer, as recorded.
+	setState := func(s string) {
+		obj.Properties.ProvisioningState = netState(s)
+		for _, sr := range append(append([]*armnetwork.SecurityRule(nil), props.SecurityRules...), props.DefaultSecurityRules...) {
+			if sr.Properties != nil {
+				sr.Properties.ProvisioningState = netState(s)
+			}
+		}
+	}
+	return m.netWrite(c, r, created, setState, func() any { return m.renderNSG(r) })
 }
 
 // nsgUsers lists the NICs and subnets associated with an NSG.

@@ -39,6 +39,7 @@ type operation struct {
 	dur        time.Duration
 	need       int
 	polls      int
+	raPolls    int // InProgress answers that carried Retry-After
 	status     string
 	fail       *armError
 	onSuccess  func()
@@ -155,9 +156,62 @@ func (op *operation) urls(base string) (async, location string) {
 	}
 }
 
+// Cadence is the Retry-After (seconds) Azure advertises for one kind of
+// operation: Initial on the response that starts it, Poll on InProgress
+// answers of its status URLs (the first PollTimes of them when PollTimes > 0).
+// Zero means the header is absent, and a client polls at its own frequency.
+type Cadence struct {
+	Initial   int `json:"initial,omitempty"`
+	Poll      int `json:"poll,omitempty"`
+	PollTimes int `json:"pollTimes,omitempty"`
+}
+
+// RecordedCadence returns the Retry-After values seen in recorded Azure
+// traffic (see testdata/recordings): network PUTs 3 s; a VM PUT 10 s and
+// 50 s on its first InProgress poll (the later InProgress polls carried none);
+// a resource-group DELETE 15 s (also on its 202 polls); gallery and compute
+// POSTs, image PUTs, gallery writes and deletes none.
+func RecordedCadence() map[OpKind]Cadence {
+	return map[OpKind]Cadence{
+		OpNetworkWrite: {Initial: 3},
+		OpVMCreate:     {Initial: 10, Poll: 50, PollTimes: 1},
+		OpVMUpdate:     {Initial: 10, Poll: 50, PollTimes: 1},
+		OpRGDelete:     {Initial: 15, Poll: 15},
+	}
+}
+
+// cadenceLocked is the cadence of kind under the model's options:
+// LRORetryAfter > 0 sends that value everywhere, < 0 none at all.
+func (m *Model) cadence(kind OpKind) Cadence {
+	switch {
+	case m.opts.LRORetryAfter > 0:
+		return Cadence{Initial: m.opts.LRORetryAfter, Poll: m.opts.LRORetryAfter}
+	case m.opts.LRORetryAfter < 0:
+		return Cadence{}
+	}
+	return m.cadences[kind]
+}
+
+// pollRetryAfter is the Retry-After of an InProgress answer for op (0: none),
+// counting the answers that carry one.
+func (m *Model) pollRetryAfter(op *operation) int {
+	cd := m.cadence(op.kind)
+	if cd.Poll <= 0 || (cd.PollTimes > 0 && op.raPolls >= cd.PollTimes) {
+		return 0
+	}
+	op.raPolls++
+	return cd.Poll
+}
+
+func setRetryAfter(rep *reply, secs int) {
+	if secs > 0 {
+		rep.header().Set("Retry-After", strconv.Itoa(secs))
+	}
+}
+
 // lroHeaders adds the polling headers of op: Azure-AsyncOperation (not for
-// resource-group deletes), Location when withLocation, and Retry-After when
-// configured.
+// resource-group deletes), Location when withLocation, and the operation's
+// initial Retry-After.
 func (m *Model) lroHeaders(c *call, rep *reply, op *operation, withLocation bool) *reply {
 	async, loc := op.urls(c.base)
 	if async != "" {
@@ -166,9 +220,8 @@ func (m *Model) lroHeaders(c *call, rep *reply, op *operation, withLocation bool
 	if withLocation || async == "" {
 		rep.header().Set("Location", loc)
 	}
-	if m.opts.LRORetryAfter > 0 {
-		rep.header().Set("Retry-After", strconv.Itoa(m.opts.LRORetryAfter))
-	}
+	setRetryAfter(rep, m.cadence(op.kind).Initial)
+	rep.pending = op.status == statusInProgress
 	return rep
 }
 
@@ -184,12 +237,10 @@ func (m *Model) opStatus(c *call, id string, monitor bool) *reply {
 	if monitor {
 		switch op.status {
 		case statusInProgress:
-			rep := &reply{status: http.StatusAccepted}
+			rep := &reply{status: http.StatusAccepted, pending: true}
 			_, loc := op.urls(c.base)
 			rep.header().Set("Location", loc)
-			if m.opts.LRORetryAfter > 0 {
-				rep.header().Set("Retry-After", strconv.Itoa(m.opts.LRORetryAfter))
-			}
+			setRetryAfter(rep, m.pollRetryAfter(op))
 			return rep
 		case statusSucceeded:
 			return &reply{status: http.StatusOK}
@@ -215,8 +266,9 @@ func (m *Model) opStatus(c *call, id string, monitor bool) *reply {
 		body["error"] = op.fail
 	}
 	rep := jsonReply(http.StatusOK, body)
-	if op.status == statusInProgress && m.opts.LRORetryAfter > 0 {
-		rep.header().Set("Retry-After", strconv.Itoa(m.opts.LRORetryAfter))
+	if op.status == statusInProgress {
+		rep.pending = true
+		setRetryAfter(rep, m.pollRetryAfter(op))
 	}
 	return rep
 }

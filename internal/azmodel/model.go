@@ -49,10 +49,15 @@ type Options struct {
 	// InProgress before the operation may finish (default 1; -1 means none).
 	// An operation also waits for its latency-profile duration.
 	InProgressPolls int
-	// LRORetryAfter, when > 0, is sent as Retry-After (seconds) on
-	// long-running-operation responses and InProgress polls. The SDK then
-	// waits that long instead of the poller frequency. Default: header omitted.
+	// LRORetryAfter, when > 0, is sent as Retry-After (seconds) on every
+	// long-running-operation response and InProgress poll; when < 0 no
+	// Retry-After is sent on them. 0 (the default) sends Azure's recorded
+	// cadence per operation (RecordedCadence, overridden by Cadence). The SDK
+	// waits that long instead of its poll frequency: tests scale the wait with
+	// ServerOptions.RetryAfterScale rather than change what the model sends.
 	LRORetryAfter int
+	// Cadence overrides RecordedCadence for the kinds it names.
+	Cadence map[OpKind]Cadence
 	// Latency gives operation durations (see RealWorldLatency).
 	Latency LatencyProfile
 	// Marketplace seeds the platform images; nil means DefaultMarketplace().
@@ -165,6 +170,7 @@ type Model struct {
 	pageSize  int
 	apiExtra  map[string]bool
 	opSeq     int
+	cadences  map[OpKind]Cadence
 }
 
 // res is one stored resource. obj holds the Azure SDK model of the resource
@@ -242,6 +248,10 @@ func New(opts Options) *Model {
 		polls:    opts.InProgressPolls,
 		pageSize: opts.PageSize,
 		apiExtra: map[string]bool{},
+	}
+	m.cadences = RecordedCadence()
+	for k, v := range opts.Cadence {
+		m.cadences[k] = v
 	}
 	for _, v := range opts.ExtraAPIVersions {
 		m.apiExtra[v] = true

@@ -363,6 +363,13 @@ type Request struct {
 	Code     string        `json:"code,omitempty"` // ARM error code of an error answer
 	Injected bool          `json:"injected,omitempty"`
 	Duration time.Duration `json:"duration"`
+	// RetryAfter is the Retry-After (seconds) the answer advertised, before
+	// any test scaling: what a real client would have waited.
+	RetryAfter int `json:"retryAfter,omitempty"`
+	// Pending: the answer left a long-running operation running (an LRO start
+	// or an InProgress poll); without RetryAfter a client waits its own poll
+	// frequency before the next poll.
+	Pending bool `json:"pending,omitempty"`
 }
 
 // Requests returns the request log, oldest first.

@@ -56,7 +56,8 @@ func newEnv(t testing.TB, opts azmodel.Options) *env {
 		opts.PublicIP = func(azmodel.VMInfo) string { return "127.0.0.5" }
 	}
 	e.m = azmodel.New(opts)
-	e.srv = azmodel.NewServer(e.m, azmodel.ServerOptions{TenantID: tenant, ClientID: client, ClientSecret: secret})
+	// Azure's real Retry-After cadence, waited at 1:1000.
+	e.srv = azmodel.NewServer(e.m, azmodel.ServerOptions{TenantID: tenant, ClientID: client, ClientSecret: secret, RetryAfterScale: 0.001})
 	if err := e.srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -373,9 +374,20 @@ func TestBakeFlow(t *testing.T) {
 	if plainGet.Properties.ReplicationStatus != nil {
 		t.Fatal("replicationStatus only with $expand=ReplicationStatus")
 	}
-	// The same name twice: 412 with If-None-Match, 409 when the source changes.
-	_, err = versions.BeginCreateOrUpdate(createOnly, "images", "bakery", "runner", "1.0.3", ver, nil)
-	wantErr(t, err, http.StatusPreconditionFailed, "PreconditionFailed")
+	// The same name twice: Azure ignores If-None-Match on versions and
+	// answers an update (200, Updating) with the same source; a different
+	// source is refused 409.
+	again, err := versions.BeginCreateOrUpdate(createOnly, "images", "bakery", "runner", "1.0.3", ver, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := again.PollUntilDone(ctx, fast); err != nil || *again.Properties.ProvisioningState != "Succeeded" ||
+		!strings.EqualFold(*again.Properties.StorageProfile.Source.VirtualMachineID, *vm.ID) {
+		t.Fatalf("update of 1.0.3: %v %+v", err, again)
+	}
+	if n := *pp.TargetRegions[0].Name; n != "East US" || *pp.TargetRegions[1].Name != "West Europe" {
+		t.Fatalf("targetRegions names %q %q, want display names", n, *pp.TargetRegions[1].Name)
+	}
 	other := ver
 	other.Properties = &armcompute.GalleryImageVersionProperties{StorageProfile: &armcompute.GalleryImageVersionStorageProfile{
 		Source: &armcompute.GalleryArtifactVersionFullSource{ID: to("/subscriptions/" + sub + "/resourceGroups/images/providers/Microsoft.Compute/images/other")}}}

@@ -181,7 +181,7 @@ func (m *Model) GalleryVersions(imageID string) []GalleryVersion {
 			v.PublishedDate = *pp.PublishedDate
 		}
 		for _, tr := range pp.TargetRegions {
-			v.Regions = append(v.Regions, str(tr.Name))
+			v.Regions = append(v.Regions, normLoc(str(tr.Name))) // Azure answers display names ("East US")
 		}
 		out = append(out, v)
 	}

@@ -1,6 +1,7 @@
 package azmodel
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,6 +16,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +43,18 @@ type ServerOptions struct {
 	DisableAuth bool
 	// Logger receives server errors (default: discard).
 	Logger *slog.Logger
+	// RetryAfterScale, when in (0, 1), is the test clock: the model still
+	// sends Azure's Retry-After, and the clients of HTTPClient, ClientOptions
+	// and Credential see each Retry-After: N on a non-error answer rewritten
+	// to retry-after-ms: N×1000×scale (azcore reads retry-after-ms before
+	// retry-after), so 50 s of polling cadence take 50 ms at 0.001. Throttling
+	// answers (4xx/5xx) keep their Retry-After: the SDK's retry cap decides on
+	// the real value. The meter (Model.Meter) counts the unscaled values.
+	RetryAfterScale float64
+	// ScaleOnWire applies RetryAfterScale in the server itself, adding
+	// retry-after-ms next to Retry-After, for clients in other processes
+	// (the real imagebake binary).
+	ScaleOnWire bool
 }
 
 // Server serves a Model over HTTPS with a self-signed CA, together with the
@@ -125,11 +139,86 @@ func (s *Server) CACertPEM() []byte { return append([]byte(nil), s.caPEM...) }
 // CertPool trusts the server's CA.
 func (s *Server) CertPool() *x509.CertPool { return s.pool }
 
-// HTTPClient returns a client that trusts the server's CA.
+// HTTPClient returns a client that trusts the server's CA and dials only
+// loopback addresses; with ServerOptions.RetryAfterScale it scales the
+// Retry-After of non-error answers.
 func (s *Server) HTTPClient() *http.Client {
+	return &http.Client{Transport: s.transport(s.opts.RetryAfterScale)}
+}
+
+// HTTPClientScaled is HTTPClient with its own Retry-After scale (1 or 0: the
+// real values).
+func (s *Server) HTTPClientScaled(scale float64) *http.Client {
+	return &http.Client{Transport: s.transport(scale)}
+}
+
+func (s *Server) transport(scale float64) http.RoundTripper {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: s.pool, MinVersion: tls.VersionTLS12}
-	return &http.Client{Transport: tr}
+	tr.Proxy = nil
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
+	// Tests never leave loopback: a client built here cannot reach the
+	// instance metadata address or anything else off the machine.
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, err
+		}
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return nil, fmt.Errorf("azmodel client: refusing to dial %s: tests stay on loopback", addr)
+		}
+		return dialer.DialContext(ctx, network, addr)
+	}
+	if scale <= 0 || scale >= 1 {
+		return tr
+	}
+	return &scaledTransport{next: tr, scale: scale}
+}
+
+// scaledTransport rewrites Retry-After: N on non-error answers into
+// retry-after-ms: N×1000×scale (the original stays in
+// x-azmodel-retry-after).
+type scaledTransport struct {
+	next  http.RoundTripper
+	scale float64
+}
+
+func (t *scaledTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err == nil {
+		scaleRetryAfter(resp.StatusCode, resp.Header, t.scale, true)
+	}
+	return resp, err
+}
+
+// scaleRetryAfter adds retry-after-ms for a Retry-After in seconds on an
+// answer below 400; replace also removes Retry-After (keeping it as
+// x-azmodel-retry-after).
+func scaleRetryAfter(status int, h http.Header, scale float64, replace bool) {
+	if status >= 400 || h.Get("retry-after-ms") != "" {
+		return
+	}
+	n, err := strconv.Atoi(h.Get("Retry-After"))
+	if err != nil || n <= 0 {
+		return
+	}
+	ms := max(int64(float64(n)*1000*scale), 1)
+	h.Set("retry-after-ms", strconv.FormatInt(ms, 10))
+	if replace {
+		h.Set("x-azmodel-retry-after", h.Get("Retry-After"))
+		h.Del("Retry-After")
+	}
+}
+
+// wireScaler adds retry-after-ms to the answers of the model (ScaleOnWire).
+type wireScaler struct {
+	http.ResponseWriter
+	scale float64
+}
+
+func (w wireScaler) WriteHeader(status int) {
+	scaleRetryAfter(status, w.Header(), w.scale, false)
+	w.ResponseWriter.WriteHeader(status)
 }
 
 // Cloud is the cloud configuration that points authority and Resource
@@ -189,6 +278,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				writeReply(w, rep)
 				return
 			}
+		}
+		if sc := s.opts.RetryAfterScale; s.opts.ScaleOnWire && sc > 0 && sc < 1 {
+			w = wireScaler{ResponseWriter: w, scale: sc}
 		}
 		s.model.ServeHTTP(w, r)
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,7 +70,11 @@ func New(t testing.TB, opts azmodel.Options, script fakevm.Script) *Env {
 		opts.InProgressPolls = 1
 	}
 	e.Model = azmodel.New(opts)
-	e.Server = azmodel.NewServer(e.Model, azmodel.ServerOptions{})
+	// The model sends Azure's recorded Retry-After; every client here, the
+	// real binary included, waits it at 1:1000 (retry-after-ms). The meter
+	// counts the real values.
+	e.Server = azmodel.NewServer(e.Model, azmodel.ServerOptions{RetryAfterScale: ClockScale, ScaleOnWire: true})
+	Isolate(t)
 	if err := e.Server.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -122,6 +128,49 @@ func (e *Env) boot(vm azmodel.VMInfo) {
 	e.mu.Unlock()
 }
 
+// ClockScale is the factor by which tests wait the Retry-After the model
+// advertises (50 s → 50 ms).
+const ClockScale = 0.001
+
+// Isolate keeps Azure credential chains in this test off the network: the
+// default chain may only use the environment credential, so it never
+// probes the managed-identity endpoint (169.254.169.254). It uses t.Setenv,
+// so the test must not be parallel.
+func Isolate(t testing.TB) {
+	t.Helper()
+	t.Setenv("AZURE_TOKEN_CREDENTIALS", "EnvironmentCredential")
+	for _, k := range []string{"IDENTITY_ENDPOINT", "IDENTITY_HEADER", "MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT", "AZURE_FEDERATED_TOKEN_FILE"} {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+}
+
+// HTTPClient is the server's client (CA trusted, Retry-After scaled) behind
+// LoopbackOnly: a request to a non-loopback host fails the test.
+func (e *Env) HTTPClient() *http.Client {
+	return &http.Client{Transport: LoopbackOnly(e.t.Errorf, e.Server.HTTPClient().Transport)}
+}
+
+// LoopbackOnly refuses, and reports through report, every request whose
+// host is not a loopback address or "localhost".
+func LoopbackOnly(report func(format string, args ...any), next http.RoundTripper) http.RoundTripper {
+	return guard{report: report, next: next}
+}
+
+type guard struct {
+	report func(format string, args ...any)
+	next   http.RoundTripper
+}
+
+func (g guard) RoundTrip(req *http.Request) (*http.Response, error) {
+	host := req.URL.Hostname()
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		g.report("aztest: a request left loopback: %s %s", req.Method, req.URL.Redacted())
+		return nil, fmt.Errorf("aztest: refusing %s: tests stay on loopback", req.URL.Host)
+	}
+	return g.next.RoundTrip(req)
+}
+
 // Clients are imagebake's Azure clients pointed at the model.
 func (e *Env) Clients(t testing.TB) *az.Clients {
 	t.Helper()
@@ -130,7 +179,7 @@ func (e *Env) Clients(t testing.TB) *az.Clients {
 		t.Fatal(err)
 	}
 	c, err := az.NewClients(az.Config{SubscriptionID: Subscription, ResourceManager: e.Server.URL(), Credential: cred,
-		Transport: e.Server.HTTPClient(), PollFrequency: 5 * time.Millisecond, MaxThrottleWait: time.Minute,
+		Transport: e.HTTPClient(), PollFrequency: 5 * time.Millisecond, MaxThrottleWait: time.Minute,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

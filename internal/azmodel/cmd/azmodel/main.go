@@ -47,7 +47,7 @@ type config struct {
 	seedVersions                   string
 	vmIP                           string
 	polls, pageSize, lroRetryAfter int
-	latencyScale                   float64
+	latencyScale, retryAfterScale  float64
 	verbose                        bool
 }
 
@@ -73,11 +73,15 @@ func parse(args []string) (config, error) {
 	fs.StringVar(&c.vmIP, "vm-ip", "", "public IP address every VM gets (default 203.0.113.N)")
 	fs.IntVar(&c.polls, "polls", 1, "InProgress answers before an operation may finish")
 	fs.IntVar(&c.pageSize, "page-size", 2, "page size of paged lists")
-	fs.IntVar(&c.lroRetryAfter, "lro-retry-after", 0, "Retry-After seconds on long-running operations (0: none)")
+	fs.IntVar(&c.lroRetryAfter, "lro-retry-after", 0, "Retry-After seconds on every long-running operation (0: Azure's recorded cadence per operation; -1: none)")
+	fs.Float64Var(&c.retryAfterScale, "retry-after-scale", 0, "test clock: add retry-after-ms = Retry-After × 1000 × scale to non-error answers, so clients wait scaled (0: real time)")
 	fs.Float64Var(&c.latencyScale, "latency-scale", 0, "apply real-world operation durations times this scale (0: no latency)")
 	fs.BoolVar(&c.verbose, "v", false, "log requests to stderr")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if c.retryAfterScale < 0 || c.retryAfterScale >= 1 {
+		return c, fmt.Errorf("-retry-after-scale %g: want 0 (real time) or a fraction below 1", c.retryAfterScale)
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
@@ -122,7 +126,8 @@ func run(ctx context.Context, args []string, stdout io.Writer, getenv func(strin
 			return err
 		}
 	}
-	srv := azmodel.NewServer(m, azmodel.ServerOptions{Addr: c.addr, TenantID: c.tenant, ClientID: c.clientID, ClientSecret: getenv("AZMODEL_CLIENT_SECRET"), DisableAuth: c.noAuth, Logger: logger})
+	srv := azmodel.NewServer(m, azmodel.ServerOptions{Addr: c.addr, TenantID: c.tenant, ClientID: c.clientID, ClientSecret: getenv("AZMODEL_CLIENT_SECRET"), DisableAuth: c.noAuth, Logger: logger,
+		RetryAfterScale: c.retryAfterScale, ScaleOnWire: true})
 	if err := srv.Start(); err != nil {
 		return err
 	}
@@ -144,8 +149,9 @@ func run(ctx context.Context, args []string, stdout io.Writer, getenv func(strin
 	if c.stateOut != "" {
 		state := struct {
 			azmodel.Snapshot
-			Log []azmodel.Request `json:"log"`
-		}{m.Snapshot(), m.Requests()}
+			Meter azmodel.Meter     `json:"meter"`
+			Log   []azmodel.Request `json:"log"`
+		}{m.Snapshot(), m.Meter(), m.Requests()}
 		b, err := json.MarshalIndent(state, "", "  ")
 		if err != nil {
 			return fmt.Errorf("state-out: %w", err)

@@ -91,7 +91,7 @@ func TestRunServesSeedsAndWritesState(t *testing.T) {
 }
 
 func TestParseRejects(t *testing.T) {
-	for _, args := range [][]string{{"-seed-rg", "x"}, {"extra"}, {"-nope"}} {
+	for _, args := range [][]string{{"-seed-rg", "x"}, {"extra"}, {"-nope"}, {"-retry-after-scale", "1.5"}, {"-retry-after-scale", "-1"}} {
 		if _, err := parse(args); err == nil {
 			t.Errorf("parse(%v) accepted", args)
 		}
