@@ -112,6 +112,8 @@ type qemuVM struct {
 	opts    LocalOptions
 	base    qemu.Base
 	machine *qemu.Machine
+	// buildID goes into the machine's temp-folder marker, which gc reads.
+	buildID string
 	// user logs in with signer; the VM presents hostPub.
 	user    string
 	signer  ssh.Signer
@@ -121,7 +123,7 @@ type qemuVM struct {
 // start boots the VM and registers its cleanup the moment QEMU runs.
 func (q *qemuVM) start(ctx context.Context, hostname, what string, userData []byte) error {
 	machine, err := qemu.Start(ctx, qemu.MachineOptions{Base: q.base, UserData: userData, Hostname: hostname,
-		MemoryMiB: q.set.MemoryMiB, CPUs: q.set.CPUs, LogDir: q.logDir, Logger: q.log})
+		MemoryMiB: q.set.MemoryMiB, CPUs: q.set.CPUs, LogDir: q.logDir, Logger: q.log, BuildID: q.buildID})
 	if machine != nil {
 		q.machine = machine
 		q.p.OnCleanupKeepable(what+" (qemu, overlay, seed server)", func(context.Context) error { return machine.Destroy() })
@@ -151,7 +153,6 @@ func (q *qemuVM) dial(ctx context.Context) error {
 // hand one another.
 type localBake struct {
 	qemuVM
-	buildID  string
 	alloc    *gallery.Allocator
 	userData []byte
 	// identity is what generalizing must change, read before
@@ -176,8 +177,7 @@ func bakeLocal(ctx context.Context, p *Pipeline, r *recipes.Recipe, set Settings
 		return err
 	}
 	b := &localBake{
-		qemuVM:  qemuVM{guest: guest{job: job{r: r, set: set, p: p, m: m, log: log, logDir: opts.LogDir}, phase: checks.Build}, opts: opts, user: BuildUser},
-		buildID: NewBuildID(),
+		qemuVM: qemuVM{guest: guest{job: job{r: r, set: set, p: p, m: m, log: log, logDir: opts.LogDir}, phase: checks.Build}, opts: opts, user: BuildUser, buildID: NewBuildID()},
 		alloc: &gallery.Allocator{Store: opts.Store, Image: r.Gallery.Image, Line: r.Gallery.Version, Pinned: opts.Version,
 			Log: log, Taken: takenNote(p, r.Gallery.Image)},
 	}
@@ -190,6 +190,11 @@ func bakeLocal(ctx context.Context, p *Pipeline, r *recipes.Recipe, set Settings
 func (b *localBake) resolveBase(ctx context.Context) (err error) {
 	b.base, b.m.BaseImage, err = ResolveLocalBase(ctx, b.r, b.opts.CacheDir, b.opts.Progress, b.log)
 	b.m.BaseVersion = filepath.Base(filepath.Dir(b.base.Disk))
+	if l := b.r.Base.Local; err == nil && l.Path != "" {
+		// A path's folder name says nothing about the disk in it; the same
+		// content digest nightly.LocalBaseVersion compares for --if-changed.
+		b.m.BaseVersion, err = qemu.ContentVersion(ctx, b.opts.CacheDir, l.Path, l.Kernel, l.Initrd)
+	}
 	return err
 }
 

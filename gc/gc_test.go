@@ -12,6 +12,7 @@ import (
 
 	"github.com/imagebake/imagebake/internal/azmodel"
 	"github.com/imagebake/imagebake/internal/aztest"
+	"github.com/imagebake/imagebake/provision/qemu"
 )
 
 func groupNames(e *aztest.Env) []string {
@@ -100,7 +101,13 @@ func TestGCLocal(t *testing.T) {
 		if err := os.WriteFile(f, []byte("boot\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range []string{f, dir} {
+		if strings.HasPrefix(name, DirPrefix) {
+			markDead(t, dir)
+		}
+		for _, p := range []string{f, filepath.Join(dir, qemu.MarkerFile), dir} {
+			if _, err := os.Stat(p); err != nil {
+				continue
+			}
 			if err := os.Chtimes(p, now.Add(-age), now.Add(-age)); err != nil {
 				t.Fatal(err)
 			}
@@ -118,16 +125,15 @@ func TestGCLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	uid := os.Getuid()
 	procs := []Process{
-		{PID: 1001, Args: []string{"/usr/bin/qemu-system-x86_64", "-drive", "file=" + oldRunningYoung + "/overlay.qcow2,if=virtio"}, Started: now.Add(-time.Hour)},
-		{PID: 1002, Args: []string{"qemu-system-x86_64", "-qmp", "unix:" + oldRunningOld + "/qmp.sock,server"}, Started: now.Add(-9 * time.Hour)},
-		// Not QEMU, though it names a build folder.
-		{PID: 1003, Args: []string{"tail", "-f", oldGone + "/serial.log"}, Started: now.Add(-10 * time.Hour)},
+		{PID: 1001, Args: []string{"/usr/bin/qemu-system-x86_64", "-drive", "file=" + oldRunningYoung + "/overlay.qcow2,if=virtio"}, Started: now.Add(-time.Hour), UID: uid, Exe: fakeQEMU},
+		{PID: 1002, Args: []string{"qemu-system-x86_64", "-qmp", "unix:" + oldRunningOld + "/qmp.sock,server"}, Started: now.Add(-9 * time.Hour), UID: uid, Exe: fakeQEMU},
 		// QEMU of an unrelated folder.
-		{PID: 1004, Args: []string{"qemu-system-x86_64", "-drive", "file=" + unrelated + "/disk.qcow2"}, Started: now.Add(-10 * time.Hour)},
+		{PID: 1004, Args: []string{"qemu-system-x86_64", "-drive", "file=" + unrelated + "/disk.qcow2"}, Started: now.Add(-10 * time.Hour), UID: uid, Exe: fakeQEMU},
 	}
 	var killed []int
-	opts := LocalOptions{Options: Options{TTL: 6 * time.Hour, Now: now}, TempDir: tmp,
+	opts := LocalOptions{Options: Options{TTL: 6 * time.Hour, Now: now}, TempDir: tmp, QEMU: fakeQEMU,
 		Processes: func() ([]Process, error) { return procs, nil },
 		Kill:      func(_ context.Context, pid int) error { killed = append(killed, pid); return nil }}
 
@@ -148,7 +154,7 @@ func TestGCLocal(t *testing.T) {
 			t.Errorf("%s: action %q, want %q", name, actions[name], action)
 		}
 	}
-	for _, never := range []string{unrelated, "1003", "1004"} {
+	for _, never := range []string{unrelated, "1004"} {
 		if _, ok := actions[never]; ok {
 			t.Errorf("gc considered %s", never)
 		}
@@ -186,13 +192,16 @@ func TestGCLocalKillFailureKeepsFolder(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	markDead(t, dir)
 	old := time.Now().Add(-10 * time.Hour)
-	if err := os.Chtimes(dir, old, old); err != nil {
-		t.Fatal(err)
+	for _, p := range []string{filepath.Join(dir, qemu.MarkerFile), dir} {
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
 	}
-	opts := LocalOptions{Options: Options{TTL: time.Hour, Delete: true}, TempDir: tmp,
+	opts := LocalOptions{Options: Options{TTL: time.Hour, Delete: true}, TempDir: tmp, QEMU: fakeQEMU,
 		Processes: func() ([]Process, error) {
-			return []Process{{PID: 7, Args: []string{"qemu-system-x86_64", "-drive", "file=" + dir + "/overlay.qcow2"}, Started: old}}, nil
+			return []Process{{PID: 7, Args: []string{"qemu-system-x86_64", "-drive", "file=" + dir + "/overlay.qcow2"}, Started: old, UID: os.Getuid(), Exe: fakeQEMU}}, nil
 		},
 		Kill: func(context.Context, int) error { return os.ErrPermission }}
 	items, err := Local(context.Background(), opts)

@@ -4,6 +4,8 @@
 package nightly
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +16,24 @@ import (
 	"github.com/imagebake/imagebake/provision/qemu"
 	"github.com/imagebake/imagebake/recipes"
 )
+
+// Current is what a bake would record now, to compare with what the newest
+// version recorded.
+type Current struct {
+	RecipeHash, BaseVersion, Imagebake string
+}
+
+// Check is the --if-changed decision on a gallery: it lists image's
+// versions in store (a missing image or gallery means nothing was baked
+// yet) and decides with ShouldSkip.
+func Check(ctx context.Context, store gallery.Store, image string, cur Current, maxAge time.Duration, now time.Time) (skip bool, reason string, err error) {
+	versions, err := store.List(ctx, image)
+	if err != nil && !errors.Is(err, gallery.ErrNotFound) {
+		return false, "", err
+	}
+	skip, reason = ShouldSkip(versions, cur.RecipeHash, cur.BaseVersion, cur.Imagebake, maxAge, now)
+	return skip, reason, nil
+}
 
 // ShouldSkip reports whether a bake can be skipped because the newest
 // succeeded version (by version order, not date) was baked from the same
@@ -101,7 +121,8 @@ func HumanDuration(d time.Duration) string {
 }
 
 // LocalBaseVersion is the base version a local bake of r would record
-// (the base's folder name, as bake.Local does), without building or
+// (the built-in base's folder name; for base.local.path the content digest
+// qemu.ContentVersion gives, as bake.Local records it), without building or
 // downloading anything. ok is false when the base is not available yet;
 // the caller then bakes, since a missing base means something new.
 func LocalBaseVersion(r *recipes.Recipe, cacheDir string) (version string, ok bool) {
@@ -120,10 +141,13 @@ func LocalBaseVersion(r *recipes.Recipe, cacheDir string) (version string, ok bo
 		// in the downloads folder, whose name bake records as the version.
 		return "downloads", true
 	case l.Path != "":
-		if _, err := os.Stat(l.Path); err != nil {
+		// The folder's name says nothing about the disk in it: a replaced
+		// disk must count as a new base. The digest is cached in cacheDir.
+		v, err := qemu.ContentVersion(context.Background(), cacheDir, l.Path, l.Kernel, l.Initrd)
+		if err != nil {
 			return "", false
 		}
-		return filepath.Base(filepath.Dir(l.Path)), true
+		return v, true
 	}
 	return "", false
 }

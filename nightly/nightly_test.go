@@ -1,6 +1,9 @@
 package nightly
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,7 +105,55 @@ func TestLocalBaseVersion(t *testing.T) {
 	if err := os.WriteFile(p.Base.Local.Path, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if v, ok := LocalBaseVersion(p, cache); !ok || v != "mybase" {
-		t.Fatalf("base path: got %q, %v; want mybase", v, ok)
+	v1, ok := LocalBaseVersion(p, cache)
+	if !ok || !strings.HasPrefix(v1, "sha256-") {
+		t.Fatalf("base path: got %q, %v; want a content digest", v1, ok)
+	}
+	// issue 12 #4: a replaced disk in the same folder is a new base.
+	if err := os.WriteFile(p.Base.Local.Path, []byte("another disk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if v2, ok := LocalBaseVersion(p, cache); !ok || v2 == v1 {
+		t.Fatalf("base path after replacing the disk: got %q, %v; want other than %q", v2, ok, v1)
+	}
+}
+
+// listStore is a gallery whose List answers vs, err; nothing else is used.
+type listStore struct {
+	gallery.Store
+	vs  []gallery.ImageVersion
+	err error
+}
+
+func (s listStore) List(context.Context, string) ([]gallery.ImageVersion, error) { return s.vs, s.err }
+
+func TestCheck(t *testing.T) {
+	now := time.Date(2026, 11, 29, 3, 0, 0, 0, time.UTC)
+	cur := Current{RecipeHash: "h1", BaseVersion: "b1", Imagebake: "v1"}
+	same := gallery.ImageVersion{Name: "1.0.0", ProvisioningState: gallery.StateSucceeded, RecipeHash: "h1", PublishedAt: now.Add(-time.Hour),
+		Tags: map[string]string{gallery.TagBaseVersion: "b1", gallery.TagImagebake: "v1"}}
+	boom := errors.New("list failed")
+	tests := []struct {
+		name    string
+		store   listStore
+		skip    bool
+		reason  string
+		wantErr error
+	}{
+		{"unchanged", listStore{vs: []gallery.ImageVersion{same}}, true, "1.0.0 was baked from the same recipe", nil},
+		// A gallery or image that does not exist yet: bake (and create it).
+		{"not found", listStore{err: fmt.Errorf("gallery g image i: %w", gallery.ErrNotFound)}, false, "no succeeded version", nil},
+		{"list fails", listStore{err: boom}, false, "", boom},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			skip, reason, err := Check(context.Background(), tt.store, "i", cur, 0, now)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+				t.Fatalf("err %v, want %v", err, tt.wantErr)
+			}
+			if skip != tt.skip || !strings.Contains(reason, tt.reason) {
+				t.Errorf("skip %v reason %q, want %v %q", skip, reason, tt.skip, tt.reason)
+			}
+		})
 	}
 }

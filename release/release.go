@@ -255,8 +255,9 @@ func Rollback(ctx context.Context, store gallery.Store, image, to string) ([]Cha
 
 // PruneOptions say which versions Prune may delete.
 type PruneOptions struct {
-	// Keep is how many of the highest versions (by version number, in any
-	// state) are always kept.
+	// Keep is how many of the highest Succeeded versions (by version
+	// number) are always kept; versions still being created, updated or
+	// deleted are never pruned either.
 	Keep int
 	// OlderThan, when positive, limits deletion to versions published
 	// more than OlderThan before Now. Versions without a publish time are
@@ -268,7 +269,7 @@ type PruneOptions struct {
 
 // PlanPrune returns the versions Prune would delete, as WhatDeleted
 // changes, lowest first. It never plans the version "latest" resolves to,
-// nor the Keep highest versions.
+// nor the Keep highest Succeeded versions, nor a version in progress.
 func PlanPrune(ctx context.Context, store gallery.Store, image string, opts PruneOptions) ([]Change, error) {
 	if opts.Keep < 0 {
 		return nil, fmt.Errorf("image %s: prune: keep %d is negative", image, opts.Keep)
@@ -282,13 +283,22 @@ func PlanPrune(ctx context.Context, store gallery.Store, image string, opts Prun
 	}
 	gallery.Sort(all)
 	latest, hasLatest := gallery.Latest(all)
-	var plan []Change
-	for i, iv := range all {
-		if i >= len(all)-opts.Keep {
-			break // the Keep highest versions
+	// --keep counts usable versions: a failed or half-made version among
+	// the newest must not take the place of a good one.
+	keep := map[string]bool{}
+	for i := len(all) - 1; i >= 0 && len(keep) < opts.Keep; i-- {
+		if all[i].ProvisioningState == gallery.StateSucceeded {
+			keep[all[i].Name] = true
 		}
-		if hasLatest && iv.Name == latest.Name {
+	}
+	var plan []Change
+	for _, iv := range all {
+		if keep[iv.Name] || (hasLatest && iv.Name == latest.Name) {
 			continue
+		}
+		switch iv.ProvisioningState {
+		case gallery.StateCreating, gallery.StateUpdating, gallery.StateDeleting:
+			continue // someone's work in progress
 		}
 		if opts.OlderThan > 0 && (iv.PublishedAt.IsZero() || opts.Now.Sub(iv.PublishedAt) <= opts.OlderThan) {
 			continue
@@ -341,4 +351,105 @@ func Prune(ctx context.Context, store gallery.Store, image string, opts PruneOpt
 		return nil, err
 	}
 	return ApplyPrune(ctx, store, image, plan)
+}
+
+// Listed is one version as a listing shows it: with its replication state
+// and whether "latest" resolves to it.
+type Listed struct {
+	gallery.ImageVersion
+	Latest bool `json:"latest"`
+}
+
+// List returns image's versions in version order, each with its
+// replication state, marking the one "latest" resolves to. An image or
+// gallery that does not exist is an error wrapping gallery.ErrNotFound, as
+// in every other operation here: a misspelt name must not read as "no
+// versions".
+func List(ctx context.Context, store gallery.Store, image string) ([]Listed, error) {
+	all, err := store.List(ctx, image)
+	if err != nil {
+		return nil, err
+	}
+	// Azure's list has no replication state; each version's Get (with
+	// $expand=ReplicationStatus) has. A failed Get keeps what the list had.
+	for i, v := range all {
+		if len(v.Regions) > 0 && v.Regions[0].State != gallery.ReplicationUnknown {
+			continue
+		}
+		if full, err := store.Get(ctx, image, v.Name); err == nil {
+			all[i].Regions = full.Regions
+		}
+	}
+	latest, _ := gallery.Latest(all)
+	out := make([]Listed, 0, len(all))
+	for _, v := range all {
+		out = append(out, Listed{v, v.Name == latest.Name})
+	}
+	return out, nil
+}
+
+// PromoteOptions say what Promote does to a version; any combination.
+type PromoteOptions struct {
+	// CopyTo, when its Image is set, copies the version there first.
+	CopyTo CopyTarget
+	// AddRegions are regions (and replica counts) to replicate to.
+	AddRegions []gallery.Region
+	// Live clears excludeFromLatest.
+	Live bool
+}
+
+// CopyTarget is an image in a gallery (the source's own gallery or
+// another).
+type CopyTarget struct {
+	Store gallery.Store
+	Image string
+}
+
+// Promote puts a version into use: it copies it (Copy), replicates it
+// (AddRegions) and makes it live (MakeLive), in that order, so that a
+// failed copy or replication leaves "latest" as it was. It returns the
+// changes made, also those made before a failure.
+func Promote(ctx context.Context, store gallery.Store, image, version string, opts PromoteOptions) ([]Change, error) {
+	var steps []func() ([]Change, error)
+	if opts.CopyTo.Image != "" {
+		steps = append(steps, func() ([]Change, error) {
+			return Copy(ctx, store, image, version, opts.CopyTo.Store, opts.CopyTo.Image)
+		})
+	}
+	if len(opts.AddRegions) > 0 {
+		steps = append(steps, func() ([]Change, error) {
+			return AddRegions(ctx, store, image, version, opts.AddRegions)
+		})
+	}
+	if opts.Live {
+		steps = append(steps, func() ([]Change, error) {
+			return MakeLive(ctx, store, image, version)
+		})
+	}
+	var changes []Change
+	for _, step := range steps {
+		ch, err := step()
+		changes = append(changes, ch...)
+		if err != nil {
+			return changes, err
+		}
+	}
+	return changes, nil
+}
+
+// Resolve returns image's version named version or, for "" and "latest",
+// the version "latest" resolves to (an error when none qualifies).
+func Resolve(ctx context.Context, store gallery.Store, image, version string) (gallery.ImageVersion, error) {
+	if version != "" && version != "latest" {
+		return store.Get(ctx, image, version)
+	}
+	all, err := store.List(ctx, image)
+	if err != nil {
+		return gallery.ImageVersion{}, err
+	}
+	v, ok := gallery.Latest(all)
+	if !ok {
+		return gallery.ImageVersion{}, fmt.Errorf("image %s has no version that \"latest\" resolves to (%d versions, none succeeded and not excluded)", image, len(all))
+	}
+	return v, nil
 }

@@ -54,14 +54,21 @@ func seedLocal(t *testing.T, s *local.Store, root, img string, seeds []seed) {
 	for _, sd := range seeds {
 		dir := filepath.Join(s.Root(), img, sd.name)
 		if sd.failed {
-			// A version directory without metadata whose creator is long
-			// gone is listed as Failed.
+			// A version directory with the store's creation marker
+			// (.creating) but no metadata, whose creator is long gone, is
+			// listed as Failed. A bare directory is not a version at all.
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			old := time.Now().Add(-time.Hour)
-			if err := os.Chtimes(dir, old, old); err != nil {
+			mk := filepath.Join(dir, ".creating")
+			if err := os.WriteFile(mk, []byte(`{"pid":1,"pidStart":"1","host":"gone"}`), 0o644); err != nil {
 				t.Fatal(err)
+			}
+			old := time.Now().Add(-48 * time.Hour)
+			for _, p := range []string{mk, dir} {
+				if err := os.Chtimes(p, old, old); err != nil {
+					t.Fatal(err)
+				}
 			}
 			continue
 		}
@@ -374,6 +381,9 @@ func TestPrune(t *testing.T) {
 		{"keep more than exist", five, release.PruneOptions{Keep: 10}, []string{}},
 		{"failed versions go too", []seed{{name: "1.0.0", age: 90 * day}, {name: "1.0.1", failed: true}, {name: "1.0.2"}, {name: "1.0.3"}},
 			release.PruneOptions{Keep: 1}, []string{"1.0.0", "1.0.1", "1.0.2"}},
+		// Issue 12 #9: a failed version among the newest does not count as kept.
+		{"keep counts usable versions only", []seed{{name: "1.0.0", age: 90 * day}, {name: "1.0.1", age: 60 * day}, {name: "1.0.2", failed: true}},
+			release.PruneOptions{Keep: 2}, []string{"1.0.2"}},
 	}
 	for _, b := range backends {
 		for _, tt := range tests {
@@ -506,3 +516,111 @@ func TestPromoteCopyAzure(t *testing.T) {
 }
 
 func sameID(a, b string) bool { return normalize(a) == normalize(b) }
+
+func TestList(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			s := b.new(t, []seed{{name: "1.0.0"}, {name: "1.0.2", exclude: true}, {name: "1.0.1"}})
+			got, err := release.List(context.Background(), s, image)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rows []string
+			for _, v := range got {
+				row := v.Name
+				if v.Latest {
+					row += "*"
+				}
+				if len(v.Regions) == 0 || v.Regions[0].State == gallery.ReplicationUnknown {
+					t.Errorf("%s: no replication state: %+v", v.Name, v.Regions)
+				}
+				rows = append(rows, row)
+			}
+			if want := []string{"1.0.0", "1.0.1*", "1.0.2"}; !reflect.DeepEqual(rows, want) {
+				t.Errorf("rows %q, want %q", rows, want)
+			}
+			// The JSON shape versions list prints: the version's fields and latest.
+			data, err := json.Marshal(got[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m map[string]any
+			if err := json.Unmarshal(data, &m); err != nil || m["latest"] != true || m["name"] != "1.0.1" {
+				t.Errorf("JSON %s (%v)", data, err)
+			}
+		})
+	}
+}
+
+// TestListMissingGallery is issue 12 item 13 at the release layer: a
+// gallery that does not exist is not found, not an empty list.
+func TestListMissingGallery(t *testing.T) {
+	e := aztest.New(t, azmodel.Options{}, nil)
+	s := galleryazure.New(e.Clients(t), "image-gallery-rg", "typo", "eastus")
+	if got, err := release.List(context.Background(), s, image); !errors.Is(err, gallery.ErrNotFound) {
+		t.Fatalf("List in a missing gallery: %v, %v; want ErrNotFound", got, err)
+	}
+}
+
+func TestPromote(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name       string
+		opts       func(dst gallery.Store) release.PromoteOptions
+		want       []string
+		wantErr    bool
+		wantLatest string
+	}{
+		{"copy, region and live in that order", func(dst gallery.Store) release.PromoteOptions {
+			return release.PromoteOptions{CopyTo: release.CopyTarget{Store: dst, Image: "other"}, AddRegions: []gallery.Region{{Name: "local"}}, Live: true}
+		}, []string{"1.0.1 copied", "1.0.1 live"}, false, "1.0.1"},
+		// The regions step fails before live: "latest" stays where it was.
+		{"failed regions leave latest", func(gallery.Store) release.PromoteOptions {
+			return release.PromoteOptions{AddRegions: []gallery.Region{{Name: "westus"}}, Live: true}
+		}, []string{}, true, "1.0.0"},
+		// The copy fails first: nothing else happens.
+		{"failed copy changes nothing", func(dst gallery.Store) release.PromoteOptions {
+			return release.PromoteOptions{CopyTo: release.CopyTarget{Store: dst, Image: "taken"}, Live: true}
+		}, []string{}, true, "1.0.0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := newLocal(t, []seed{{name: "1.0.0"}, {name: "1.0.1", exclude: true}})
+			dstRoot := t.TempDir()
+			dst := local.New(filepath.Join(dstRoot, "g"), nil)
+			seedLocal(t, dst, dstRoot, "taken", []seed{{name: "1.0.1"}})
+			got, err := release.Promote(ctx, src, image, "1.0.1", tt.opts(dst))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err %v, want error %t", err, tt.wantErr)
+			}
+			if !reflect.DeepEqual(summary(got), tt.want) {
+				t.Errorf("changes %q, want %q", summary(got), tt.want)
+			}
+			if l := latestName(t, src); l != tt.wantLatest {
+				t.Errorf("latest %s, want %s", l, tt.wantLatest)
+			}
+		})
+	}
+}
+
+func TestResolve(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := b.new(t, []seed{{name: "1.0.0"}, {name: "1.0.1"}, {name: "1.0.2", exclude: true}})
+			for in, want := range map[string]string{"": "1.0.1", "latest": "1.0.1", "1.0.2": "1.0.2"} {
+				v, err := release.Resolve(ctx, s, image, in)
+				if err != nil || v.Name != want {
+					t.Errorf("Resolve(%q) = %s, %v; want %s", in, v.Name, err, want)
+				}
+			}
+			if _, err := release.Resolve(ctx, s, image, "9.9.9"); !errors.Is(err, gallery.ErrNotFound) {
+				t.Errorf("Resolve(9.9.9): %v, want ErrNotFound", err)
+			}
+			none := b.new(t, []seed{{name: "1.0.0", exclude: true}})
+			if _, err := release.Resolve(ctx, none, image, "latest"); err == nil {
+				t.Error("Resolve(latest) with every version excluded succeeded")
+			}
+		})
+	}
+}

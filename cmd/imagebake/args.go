@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -9,9 +10,11 @@ import (
 // interspersed moves flags written after positional arguments in front of
 // them, so `imagebake bake recipe.yaml --target azure` works: urfave/cli v2
 // stops parsing flags at the first positional argument. A "--" ends flags.
-func interspersed(app *cli.App, args []string) []string {
+// A flag that needs a value but ends the line is an error: moved in front
+// of the positional arguments it would take one of them as its value.
+func interspersed(app *cli.App, args []string) ([]string, error) {
 	if len(args) < 2 {
-		return args
+		return args, nil
 	}
 	out := []string{args[0]}
 	cmds := app.Commands
@@ -24,7 +27,10 @@ func interspersed(app *cli.App, args []string) []string {
 			out = append(out, a)
 			// A flag between command names belongs to the global options
 			// or to the command named so far.
-			if takesValue(append(append([]cli.Flag(nil), app.Flags...), flags...), a) && !strings.Contains(a, "=") && i+1 < len(args) {
+			if takesValue(append(append([]cli.Flag(nil), app.Flags...), flags...), a) && !strings.Contains(a, "=") {
+				if i+1 == len(args) {
+					return nil, missingValue(a)
+				}
 				out = append(out, args[i+1])
 				i++
 			}
@@ -48,7 +54,10 @@ func interspersed(app *cli.App, args []string) []string {
 		}
 		if strings.HasPrefix(a, "-") && a != "-" {
 			moved = append(moved, a)
-			if takesValue(flags, a) && !strings.Contains(a, "=") && i+1 < len(args) {
+			if takesValue(flags, a) && !strings.Contains(a, "=") {
+				if i+1 == len(args) {
+					return nil, missingValue(a)
+				}
 				moved = append(moved, args[i+1])
 				i++
 			}
@@ -56,7 +65,11 @@ func interspersed(app *cli.App, args []string) []string {
 		}
 		positional = append(positional, a)
 	}
-	return append(append(out, moved...), positional...)
+	return append(append(out, moved...), positional...), nil
+}
+
+func missingValue(flag string) error {
+	return fmt.Errorf("flag %s needs a value", flag)
 }
 
 func findCommand(cmds []*cli.Command, name string) *cli.Command {

@@ -7,7 +7,7 @@ import (
 )
 
 func TestInterspersed(t *testing.T) {
-	app := newApp(io.Discard, io.Discard)
+	app := (&app{stdout: io.Discard, stderr: io.Discard}).cli()
 	tests := []struct{ in, want []string }{
 		{[]string{"ib", "bake", "r.yaml", "--target", "azure", "--spot"}, []string{"ib", "bake", "--target", "azure", "--spot", "r.yaml"}},
 		{[]string{"ib", "--log-level", "debug", "render", "r.yaml", "--format=custom-data"}, []string{"ib", "--log-level", "debug", "render", "--format=custom-data", "r.yaml"}},
@@ -16,10 +16,14 @@ func TestInterspersed(t *testing.T) {
 		{[]string{"ib", "bake", "--", "-weird.yaml"}, []string{"ib", "bake", "--", "-weird.yaml"}},
 		{[]string{"ib", "base", "pull", "--base-url", "http://x/", "focal"}, []string{"ib", "base", "pull", "--base-url", "http://x/", "focal"}},
 		{[]string{"ib", "bump", "runner", "--api-url", "http://x", "r.yaml", "--latest"}, []string{"ib", "bump", "runner", "--api-url", "http://x", "--latest", "r.yaml"}},
+		// A value flag between a command and its first argument keeps its value.
+		{[]string{"ib", "bump", "runner", "--to", "2.338.0", "r.yaml"}, []string{"ib", "bump", "runner", "--to", "2.338.0", "r.yaml"}},
+		{[]string{"ib", "gc", "--target", "azure", "--output", "json"}, []string{"ib", "gc", "--target", "azure", "--output", "json"}},
+		{[]string{"ib", "validate", "a.yaml", "--output=json"}, []string{"ib", "validate", "--output=json", "a.yaml"}},
 	}
 	for _, tt := range tests {
-		if got := interspersed(app, tt.in); !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("interspersed(%q) = %q, want %q", tt.in, got, tt.want)
+		if got, err := interspersed(app, tt.in); err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("interspersed(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
 		}
 	}
 }

@@ -1,15 +1,16 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/imagebake/imagebake/bake"
+	"github.com/imagebake/imagebake/internal/buildinfo"
 	az "github.com/imagebake/imagebake/provision/azure"
 	"github.com/imagebake/imagebake/recipes"
 )
@@ -36,15 +37,71 @@ func azureFlags() []cli.Flag {
 	}
 }
 
-func azureClients(c *cli.Context) (*az.Clients, error) {
+// azureConnFlags say how to reach Azure: which cloud, subscription and
+// endpoint, and how to wait on it. Every Azure command has them.
+type azureConnFlags struct {
+	subscription    string
+	subscriptionSet bool
+	cloud           string
+	endpoint        string
+	audience        string
+	location        string
+	pollInterval    time.Duration
+	maxThrottleWait time.Duration
+}
+
+// azureBuildFlags are what bake and verify build with on Azure.
+type azureBuildFlags struct {
+	azureConnFlags
+	buildResourceGroup string
+	subnetID           string
+	sshSources         []string
+	sshPort            int
+	vmSize             string
+	spot               bool
+	identity           string
+	createDefinition   bool
+	managedImage       bool
+	noWait             bool
+}
+
+func readAzureConnFlags(c *cli.Context) azureConnFlags {
+	return azureConnFlags{
+		subscription: c.String("subscription"), subscriptionSet: c.IsSet("subscription"), cloud: c.String("cloud"),
+		endpoint: c.String("resource-manager-endpoint"), audience: c.String("resource-manager-audience"),
+		location: c.String("location"), pollInterval: c.Duration("poll-interval"), maxThrottleWait: c.Duration("max-throttle-wait"),
+	}
+}
+
+func readAzureBuildFlags(c *cli.Context) azureBuildFlags {
+	return azureBuildFlags{
+		azureConnFlags: readAzureConnFlags(c), buildResourceGroup: c.String("build-resource-group"), subnetID: c.String("subnet-id"),
+		sshSources: c.StringSlice("ssh-source"), sshPort: c.Int("ssh-port"), vmSize: c.String("vm-size"), spot: c.Bool("spot"),
+		identity: c.String("identity"), createDefinition: c.Bool("create-definition"), managedImage: c.Bool("managed-image"), noWait: c.Bool("no-wait"),
+	}
+}
+
+// azureClients connects to Azure. The subscription and location are
+// checked first with the recipe's rules: the SDK joins them into URLs, so
+// ".." would reach another resource.
+func (a *app) azureClients(f azureConnFlags) (*az.Clients, error) {
+	if f.subscription != "" {
+		if err := recipes.ValidateSubscriptionID(f.subscription); err != nil {
+			return nil, usageErr("--subscription: %v", err)
+		}
+	}
+	if f.location != "" {
+		if err := recipes.ValidateRegionName(f.location); err != nil {
+			return nil, usageErr("--location: %v", err)
+		}
+	}
 	clients, err := az.NewClients(az.Config{
-		SubscriptionID: c.String("subscription"), Cloud: c.String("cloud"),
-		ResourceManager: c.String("resource-manager-endpoint"), Audience: c.String("resource-manager-audience"),
-		AuthorityHost: os.Getenv("AZURE_AUTHORITY_HOST"), PollFrequency: c.Duration("poll-interval"),
-		MaxThrottleWait: c.Duration("max-throttle-wait"), Logger: logger(c),
+		SubscriptionID: f.subscription, Cloud: f.cloud, ResourceManager: f.endpoint, Audience: f.audience,
+		AuthorityHost: os.Getenv("AZURE_AUTHORITY_HOST"), PollFrequency: f.pollInterval,
+		MaxThrottleWait: f.maxThrottleWait, Logger: a.log,
 	})
 	if errors.Is(err, az.ErrNoCredentials) {
-		return nil, cli.Exit("imagebake: "+err.Error(), exitFailed)
+		return nil, failed("%v", err)
 	}
 	if err != nil {
 		return nil, usageErr("%v", err)
@@ -52,62 +109,60 @@ func azureClients(c *cli.Context) (*az.Clients, error) {
 	return clients, nil
 }
 
-func verifyAzure(c *cli.Context, r *recipes.Recipe, version string) error {
-	if r.Gallery.Azure == nil {
-		return cli.Exit(fmt.Sprintf("%s: verify --target azure needs gallery.azure in the recipe", r.Source), exitUsage)
-	}
-	opts, textOut, jsonOut, err := azureOptions(c, r)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(textOut, "verifying %s %s on Azure\n", r.Gallery.Image, firstNonEmpty(version, "latest"))
-	m, err := bake.VerifyAzure(c.Context, r, version, opts)
-	if err := finish(c, "verify", m, err, textOut, jsonOut); err != nil {
-		return err
-	}
-	fmt.Fprintf(textOut, "verified %s %s: %d checks passed\n", r.Gallery.Image, m.Version, len(m.Checks))
-	return nil
-}
-
 // azureOptions builds the Azure options shared by bake and verify.
-func azureOptions(c *cli.Context, r *recipes.Recipe) (bake.AzureOptions, io.Writer, bool, error) {
-	for _, s := range c.StringSlice("ssh-source") {
+func (a *app) azureOptions(f localFlags, azf azureBuildFlags, r *recipes.Recipe, kind string) (bake.AzureOptions, error) {
+	for _, s := range azf.sshSources {
 		if err := recipes.SSHSourceCIDR(s); err != nil {
-			return bake.AzureOptions{}, nil, false, usageErr("--ssh-source: %v", err)
+			return bake.AzureOptions{}, usageErr("--ssh-source: %v", err)
 		}
 	}
-	clients, err := azureClients(c)
+	if azf.buildResourceGroup != "" {
+		if err := recipes.ValidateResourceGroupName(azf.buildResourceGroup); err != nil {
+			return bake.AzureOptions{}, usageErr("--build-resource-group: %v", err)
+		}
+	}
+	clients, err := a.azureClients(azf.azureConnFlags)
 	if err != nil {
-		return bake.AzureOptions{}, nil, false, err
+		return bake.AzureOptions{}, err
 	}
-	jsonOut := c.String("output") == "json"
-	textOut := c.App.Writer
-	if jsonOut {
-		textOut = c.App.ErrWriter
-	}
-	opts := bake.AzureOptions{
-		Clients: clients, Location: c.String("location"), BuildResourceGroup: c.String("build-resource-group"),
-		SubnetID: c.String("subnet-id"), SSHSources: c.StringSlice("ssh-source"), SSHPort: c.Int("ssh-port"),
-		VMSize: c.String("vm-size"), Spot: c.Bool("spot"), Identity: c.String("identity"),
-		CreateDefinition: c.Bool("create-definition"), NoWait: c.Bool("no-wait"), ManagedImage: c.Bool("managed-image"), KeepOnFail: c.Bool("keep-on-failure"),
-		Abort: abortChan(c), LogDir: logDir(c, r.Name, c.Command.Name), Logger: logger(c), Sink: bake.NewTextSink(textOut, isTerminal(textOut)),
-		GitCommit: gitCommit(r.Source), Timeouts: stageTimeouts(r), CleanupTime: c.Duration("cleanup-timeout"),
-	}
-	if c.IsSet("version") {
-		opts.Version = c.String("version")
-	}
-	return opts, textOut, jsonOut, nil
+	textOut := f.out.text()
+	return bake.AzureOptions{
+		Clients: clients, Location: azf.location, BuildResourceGroup: azf.buildResourceGroup,
+		SubnetID: azf.subnetID, SSHSources: azf.sshSources, SSHPort: azf.sshPort,
+		VMSize: azf.vmSize, Spot: azf.spot, Identity: azf.identity,
+		CreateDefinition: azf.createDefinition, NoWait: azf.noWait, ManagedImage: azf.managedImage, KeepOnFail: f.keepOnFailure,
+		Abort: a.abort, LogDir: f.logDirFor(r.Name, kind), Logger: a.log, Sink: bake.NewTextSink(textOut, isTerminal(textOut)),
+		GitCommit: buildinfo.SourceCommit(r.Source), Timeouts: bake.StageTimeouts(r), CleanupTime: f.cleanupTimeout,
+	}, nil
 }
 
-func bakeAzure(c *cli.Context, r *recipes.Recipe) error {
+func (a *app) bakeAzure(ctx context.Context, f bakeFlags, r *recipes.Recipe) error {
 	if r.Gallery.Azure == nil || r.Base.Azure == "" {
 		return cli.Exit(fmt.Sprintf("%s: the azure target needs base.azure and gallery.azure in the recipe", r.Source), exitUsage)
 	}
-	opts, textOut, jsonOut, err := azureOptions(c, r)
+	opts, err := a.azureOptions(f.localFlags, f.azure, r, "bake")
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(textOut, "baking %s (%.12s) on Azure\n", r.Name, r.Hash())
-	m, err := bake.Azure(c.Context, r, opts)
-	return finish(c, "bake", m, err, textOut, jsonOut)
+	opts.Version = f.version
+	fmt.Fprintf(f.out.text(), "baking %s (%.12s) on Azure\n", r.Name, r.Hash())
+	m, err := bake.Azure(ctx, r, opts)
+	return a.finish("bake", m, err, f.out)
+}
+
+func (a *app) verifyAzure(ctx context.Context, f verifyFlags, r *recipes.Recipe) error {
+	if r.Gallery.Azure == nil {
+		return cli.Exit(fmt.Sprintf("%s: verify --target azure needs gallery.azure in the recipe", r.Source), exitUsage)
+	}
+	opts, err := a.azureOptions(f.localFlags, f.azure, r, "verify")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(f.out.text(), "verifying %s %s on Azure\n", r.Gallery.Image, firstNonEmpty(f.version, "latest"))
+	m, err := bake.VerifyAzure(ctx, r, f.version, opts)
+	if err := a.finish("verify", m, err, f.out); err != nil {
+		return err
+	}
+	fmt.Fprintf(f.out.text(), "verified %s %s: %d checks passed\n", r.Gallery.Image, m.Version, len(m.Checks))
+	return nil
 }

@@ -2,14 +2,11 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -18,8 +15,10 @@ import (
 	"github.com/imagebake/imagebake/bake"
 	"github.com/imagebake/imagebake/gallery"
 	"github.com/imagebake/imagebake/gallery/local"
+	"github.com/imagebake/imagebake/internal/buildinfo"
 	"github.com/imagebake/imagebake/provision/qemu"
 	"github.com/imagebake/imagebake/recipes"
+	"github.com/imagebake/imagebake/release"
 )
 
 func defaultCacheDir() string {
@@ -29,7 +28,7 @@ func defaultCacheDir() string {
 	return filepath.Join(os.TempDir(), "imagebake-cache")
 }
 
-func localFlags() []cli.Flag {
+func localFlagDefs() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "target", Value: "local", Usage: "local (QEMU on this machine) or azure", EnvVars: envs("TARGET")},
 		&cli.StringFlag{Name: "gallery-dir", Usage: "the local gallery folder (default $XDG_DATA_HOME/imagebake/gallery)", EnvVars: envs("GALLERY_DIR")},
@@ -43,15 +42,48 @@ func localFlags() []cli.Flag {
 	}
 }
 
-func localStore(c *cli.Context) (*local.Store, error) {
-	root := c.String("gallery-dir")
-	if root == "" {
+// localFlags are the flags bake and verify share: the target, the local
+// gallery and cache, the build VM and the output.
+type localFlags struct {
+	target         string
+	galleryDir     string
+	cacheDir       string
+	logDir         string
+	memoryMiB      int
+	cpus           int
+	keepOnFailure  bool
+	cleanupTimeout time.Duration
+	out            output
+}
+
+func (a *app) readLocalFlags(c *cli.Context) (localFlags, error) {
+	out, err := a.readOutput(c)
+	if err != nil {
+		return localFlags{}, err
+	}
+	return localFlags{
+		target: c.String("target"), galleryDir: c.String("gallery-dir"), cacheDir: c.String("cache-dir"), logDir: c.String("log-dir"),
+		memoryMiB: c.Int("memory"), cpus: c.Int("cpus"), keepOnFailure: c.Bool("keep-on-failure"),
+		cleanupTimeout: c.Duration("cleanup-timeout"), out: out,
+	}, nil
+}
+
+func checkTarget(target string) error {
+	if target != "local" && target != "azure" {
+		return usageErr("--target %q: use local or azure", target)
+	}
+	return nil
+}
+
+// localStore is the local gallery in dir, or in the default folder.
+func (a *app) localStore(dir string) (*local.Store, error) {
+	if dir == "" {
 		var err error
-		if root, err = local.DefaultRoot(); err != nil {
+		if dir, err = local.DefaultRoot(); err != nil {
 			return nil, usageErr("no --gallery-dir and no default: %v", err)
 		}
 	}
-	return local.New(root, logger(c)), nil
+	return local.New(dir, a.log), nil
 }
 
 func isTerminal(w io.Writer) bool {
@@ -59,31 +91,22 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd())) && os.Getenv("CI") == ""
 }
 
-func logDir(c *cli.Context, recipe, kind string) string {
-	if d := c.String("log-dir"); d != "" {
-		return d
+// logDirFor is --log-dir, or a fresh folder under the cache for one build.
+func (f localFlags) logDirFor(recipe, kind string) string {
+	if f.logDir != "" {
+		return f.logDir
 	}
-	return filepath.Join(c.String("cache-dir"), "logs", fmt.Sprintf("%s-%s-%s", recipe, kind, time.Now().UTC().Format("20060102T150405Z")))
+	return filepath.Join(f.cacheDir, "logs", fmt.Sprintf("%s-%s-%s", recipe, kind, time.Now().UTC().Format("20060102T150405Z")))
 }
 
-// stageTimeouts bound every stage that waits on a machine, so a hung VM
-// fails the bake (and is cleaned up) instead of blocking a nightly job; the
-// recipe's build.timeouts override them. Publishing has no default bound:
-// Azure replication has been seen to take hours.
-func stageTimeouts(r *recipes.Recipe) map[string]time.Duration {
-	out := map[string]time.Duration{
-		"boot": 10 * time.Minute, "ssh": 15 * time.Minute, "cloud-init": 45 * time.Minute, "checks": 20 * time.Minute,
-		"deprovision": 10 * time.Minute, "capture": 30 * time.Minute, "generalized": 5 * time.Minute,
-	}
-	for stage, s := range r.Build.Timeouts {
-		if d, err := recipes.ParseDuration(s); err == nil {
-			out[stage] = d
-		}
-	}
-	return out
+type bakeFlags struct {
+	localFlags
+	azure   azureBuildFlags
+	version string // exactly this X.Y.Z instead of the next patch
+	ifChanged
 }
 
-func bakeCommand() *cli.Command {
+func (a *app) bakeCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "bake",
 		Usage:     "bake a recipe into a new image version (locally on QEMU by default, or on Azure)",
@@ -92,139 +115,89 @@ func bakeCommand() *cli.Command {
 			"over SSH, deprovisions, captures and publishes the next patch version in the recipe's MAJOR.MINOR line.\n" +
 			"Everything the build created is removed afterwards, on success, failure or Ctrl-C.\n" +
 			"Exit codes: 0 baked, 1 bake failed, 2 bad usage or recipe.",
-		Flags: append(append(localFlags(),
+		Flags: append(append(localFlagDefs(),
 			&cli.StringFlag{Name: "version", Usage: "publish exactly this X.Y.Z instead of the next patch", EnvVars: envs("VERSION")},
 		), append(azureFlags(), ifChangedFlags()...)...),
 		Action: func(c *cli.Context) error {
-			if err := checkOutput(c); err != nil {
+			lf, err := a.readLocalFlags(c)
+			if err != nil {
 				return err
 			}
 			r, err := loadRecipe(c)
 			if err != nil {
 				return err
 			}
-			if v := c.String("version"); v != "" {
-				if _, err := gallery.ParseVersion(v); err != nil {
-					return usageErr("--version %q: %v", v, err)
+			f := bakeFlags{localFlags: lf, azure: readAzureBuildFlags(c), version: c.String("version")}
+			if f.version != "" {
+				if _, err := gallery.ParseVersion(f.version); err != nil {
+					return usageErr("--version %q: %v", f.version, err)
 				}
 			}
-			if skip, err := skipUnchanged(c, r); err != nil || skip {
+			if f.ifChanged, err = readIfChanged(c); err != nil {
 				return err
 			}
-			switch c.String("target") {
-			case "local":
-				return bakeLocal(c, r)
-			case "azure":
-				return bakeAzure(c, r)
-			default:
-				return usageErr("--target %q: use local or azure", c.String("target"))
-			}
+			return a.runBake(c.Context, f, r)
 		},
 	}
 }
 
-func bakeLocal(c *cli.Context, r *recipes.Recipe) error {
+func (a *app) runBake(ctx context.Context, f bakeFlags, r *recipes.Recipe) error {
+	if skip, err := a.skipUnchanged(ctx, f, r); err != nil || skip {
+		return err
+	}
+	if err := checkTarget(f.target); err != nil {
+		return err
+	}
+	if f.target == "azure" {
+		return a.bakeAzure(ctx, f, r)
+	}
+	return a.bakeLocal(ctx, f, r)
+}
+
+func (a *app) bakeLocal(ctx context.Context, f bakeFlags, r *recipes.Recipe) error {
 	if r.Base.Local == (recipes.LocalBase{}) {
 		return cli.Exit(fmt.Sprintf("%s: base.local is not set; the local target needs base.local (builtin: debian-bookworm, a path, or a url with sha256)", r.Source), exitUsage)
 	}
-	store, err := localStore(c)
+	store, err := a.localStore(f.galleryDir)
 	if err != nil {
 		return err
 	}
-	out := c.App.Writer
-	jsonOut := c.String("output") == "json"
-	progress := c.App.ErrWriter
-	textOut := out
-	if jsonOut {
-		textOut = c.App.ErrWriter
-	}
+	textOut := f.out.text()
 	fmt.Fprintf(textOut, "baking %s (%.12s) on the local target\n", r.Name, r.Hash())
 	opts := bake.LocalOptions{
-		Store: store, CacheDir: c.String("cache-dir"), LogDir: logDir(c, r.Name, "bake"), Version: c.String("version"),
-		MemoryMiB: c.Int("memory"), CPUs: c.Int("cpus"), KeepOnFail: c.Bool("keep-on-failure"), Abort: abortChan(c),
-		Progress: progress, Logger: logger(c), Sink: bake.NewTextSink(textOut, isTerminal(textOut)),
-		Timeouts: stageTimeouts(r), CleanupTime: c.Duration("cleanup-timeout"), GitCommit: gitCommit(r.Source),
+		Store: store, CacheDir: f.cacheDir, LogDir: f.logDirFor(r.Name, "bake"), Version: f.version,
+		MemoryMiB: f.memoryMiB, CPUs: f.cpus, KeepOnFail: f.keepOnFailure, Abort: a.abort,
+		Progress: a.stderr, Logger: a.log, Sink: bake.NewTextSink(textOut, isTerminal(textOut)),
+		Timeouts: bake.StageTimeouts(r), CleanupTime: f.cleanupTimeout, GitCommit: buildinfo.SourceCommit(r.Source),
 	}
-	m, err := bake.Local(c.Context, r, opts)
-	return finish(c, "bake", m, err, textOut, jsonOut)
+	m, err := bake.Local(ctx, r, opts)
+	return a.finish("bake", m, err, f.out)
 }
 
 // finish prints the result, writes GitHub step outputs, and maps the error
 // to an exit code.
-func finish(c *cli.Context, verb string, m *bake.Manifest, err error, textOut io.Writer, jsonOut bool) error {
-	if jsonOut {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		if eerr := enc.Encode(m); eerr != nil {
-			return eerr
-		}
+func (a *app) finish(verb string, m *bake.Manifest, err error, out output) error {
+	if eerr := out.result(m, nil); eerr != nil {
+		return eerr
 	}
+	textOut := out.text()
 	if len(m.Left) > 0 {
 		fmt.Fprintf(textOut, "left in place: %s\n", strings.Join(m.Left, "; "))
 	}
 	if err != nil {
 		fmt.Fprintf(textOut, "logs: %s\n", m.LogDir)
-		return cli.Exit(fmt.Sprintf("imagebake: %s of %s failed: %v", verb, m.Recipe, err), exitFailed)
+		return failed("%s of %s failed: %v", verb, m.Recipe, err)
 	}
 	if m.Version != "" && m.Result == "baked" {
 		fmt.Fprintf(textOut, "published %s %s: %s\n", m.Image, m.Version, firstNonEmpty(m.Path, m.VersionID))
 		if m.Path != "" {
 			fmt.Fprintf(textOut, "check it: imagebake verify %s@%s\nboot it:  %s\n", m.Image, m.Version, m.BootCommand)
 		}
-		if err := writeGitHubOutput(m); err != nil {
-			return cli.Exit("imagebake: GITHUB_OUTPUT: "+err.Error(), exitFailed)
+		if err := writeGitHubOutput([2]string{"version", m.Version}, [2]string{"version-id", firstNonEmpty(m.VersionID, m.Path)}, [2]string{"image", m.Image}); err != nil {
+			return failed("GITHUB_OUTPUT: %v", err)
 		}
 	}
 	return nil
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
-}
-
-// writeGitHubOutput appends the version and its ID as step outputs when run
-// in GitHub Actions.
-func writeGitHubOutput(m *bake.Manifest) error {
-	path := os.Getenv("GITHUB_OUTPUT")
-	if path == "" {
-		return nil
-	}
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = fmt.Fprintf(f, "version=%s\nversion-id=%s\nimage=%s\n", m.Version, firstNonEmpty(m.VersionID, m.Path), m.Image)
-	return err
-}
-
-func gitCommit(recipePath string) string {
-	dir := filepath.Dir(recipePath)
-	for i := 0; i < 10; i++ {
-		head, err := os.ReadFile(filepath.Join(dir, ".git", "HEAD"))
-		if err == nil {
-			ref := strings.TrimSpace(string(head))
-			if name, ok := strings.CutPrefix(ref, "ref: "); ok {
-				b, err := os.ReadFile(filepath.Join(dir, ".git", name))
-				if err != nil {
-					return ""
-				}
-				return strings.TrimSpace(string(b))
-			}
-			return ref
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	return ""
 }
 
 // parseImageRef splits IMAGE[@VERSION].
@@ -233,85 +206,78 @@ func parseImageRef(s string) (image, version string) {
 	return image, version
 }
 
-func verifyCommand() *cli.Command {
+type verifyFlags struct {
+	localFlags
+	azure   azureBuildFlags
+	image   string
+	version string // "" or "latest": what "latest" resolves to
+}
+
+func (a *app) verifyCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "verify",
 		Usage:     "boot a fresh VM from a published version and run the recipe's checks on it",
 		ArgsUsage: "IMAGE[@VERSION]",
 		Description: "Without @VERSION, verifies the version \"latest\" resolves to. Locally it also proves the image was\n" +
 			"generalized: cloud-init runs again, machine-id and SSH host keys differ from the build's, the build user is gone.",
-		Flags: append(append(localFlags(),
+		Flags: append(append(localFlagDefs(),
 			&cli.StringFlag{Name: "recipe", Usage: "the recipe whose checks to run (default recipes/IMAGE.yaml)", EnvVars: envs("RECIPE")},
 		), azureFlags()...),
 		Action: func(c *cli.Context) error {
-			if err := checkOutput(c); err != nil {
+			lf, err := a.readLocalFlags(c)
+			if err != nil {
 				return err
 			}
 			if c.NArg() != 1 {
 				return usageErr("verify needs IMAGE[@VERSION], e.g. imagebake verify local-demo@1.0.1")
 			}
-			target := c.String("target")
-			if target != "local" && target != "azure" {
-				return usageErr("--target %q: use local or azure", target)
+			if err := checkTarget(lf.target); err != nil {
+				return err
 			}
-			image, version := parseImageRef(c.Args().First())
+			f := verifyFlags{localFlags: lf, azure: readAzureBuildFlags(c)}
+			f.image, f.version = parseImageRef(c.Args().First())
 			recipePath := c.String("recipe")
 			if recipePath == "" {
-				recipePath = filepath.Join("recipes", image+".yaml")
+				recipePath = filepath.Join("recipes", f.image+".yaml")
 			}
 			r, err := recipes.Load(recipePath)
 			if err != nil {
 				return cli.Exit(fmt.Sprintf("%v\n(verify runs the checks of the recipe the image was baked from; name it with --recipe)", err), exitUsage)
 			}
-			if target == "azure" {
-				return verifyAzure(c, r, version)
-			}
-			store, err := localStore(c)
-			if err != nil {
-				return err
-			}
-			v, err := resolveVersion(c.Context, store, image, version)
-			if err != nil {
-				return cli.Exit("imagebake: "+err.Error(), exitFailed)
-			}
-			jsonOut := c.String("output") == "json"
-			textOut := c.App.Writer
-			if jsonOut {
-				textOut = c.App.ErrWriter
-			}
-			if h := v.Tags[bake.TagRecipeHash]; h != "" && h != r.Hash() {
-				fmt.Fprintf(textOut, "note: %s@%s was baked from another revision of the recipe (hash %.12s, now %.12s)\n", image, v.Name, h, r.Hash())
-			}
-			fmt.Fprintf(textOut, "verifying %s %s (%s)\n", image, v.Name, v.Path)
-			opts := bake.LocalOptions{CacheDir: c.String("cache-dir"), LogDir: logDir(c, image, "verify"), KeepOnFail: c.Bool("keep-on-failure"),
-				Abort: abortChan(c), Progress: c.App.ErrWriter, Logger: logger(c), Sink: bake.NewTextSink(textOut, isTerminal(textOut)),
-				Timeouts: stageTimeouts(r), CleanupTime: c.Duration("cleanup-timeout")}
-			m, err := bake.VerifyLocal(c.Context, r, v, opts)
-			if err := finish(c, "verify", m, err, textOut, jsonOut); err != nil {
-				return err
-			}
-			fmt.Fprintf(textOut, "verified %s %s: %d checks passed\n", image, v.Name, len(m.Checks))
-			return nil
+			return a.runVerify(c.Context, f, r)
 		},
 	}
 }
 
-func resolveVersion(ctx context.Context, store gallery.Store, image, version string) (gallery.ImageVersion, error) {
-	if version != "" && version != "latest" {
-		return store.Get(ctx, image, version)
+func (a *app) runVerify(ctx context.Context, f verifyFlags, r *recipes.Recipe) error {
+	if f.target == "azure" {
+		return a.verifyAzure(ctx, f, r)
 	}
-	all, err := store.List(ctx, image)
+	store, err := a.localStore(f.galleryDir)
 	if err != nil {
-		return gallery.ImageVersion{}, err
+		return err
 	}
-	v, ok := gallery.Latest(all)
-	if !ok {
-		return gallery.ImageVersion{}, fmt.Errorf("image %s has no version that \"latest\" resolves to (%d versions, none succeeded and not excluded)", image, len(all))
+	v, err := release.Resolve(ctx, store, f.image, f.version)
+	if err != nil {
+		return failed("%v", err)
 	}
-	return v, nil
+	textOut := f.out.text()
+	if h := v.Tags[bake.TagRecipeHash]; h != "" && h != r.Hash() {
+		fmt.Fprintf(textOut, "note: %s@%s was baked from another revision of the recipe (hash %.12s, now %.12s)\n", f.image, v.Name, h, r.Hash())
+	}
+	fmt.Fprintf(textOut, "verifying %s %s (%s)\n", f.image, v.Name, v.Path)
+	opts := bake.LocalOptions{CacheDir: f.cacheDir, LogDir: f.logDirFor(f.image, "verify"), KeepOnFail: f.keepOnFailure,
+		Abort: a.abort, Progress: a.stderr, Logger: a.log, Sink: bake.NewTextSink(textOut, isTerminal(textOut)),
+		MemoryMiB: f.memoryMiB, CPUs: f.cpus, Timeouts: bake.StageTimeouts(r), CleanupTime: f.cleanupTimeout}
+	m, err := bake.VerifyLocal(ctx, r, v, opts)
+	if err := a.finish("verify", m, err, f.out); err != nil {
+		return err
+	}
+	fmt.Fprintf(textOut, "verified %s %s: %d checks passed\n", f.image, v.Name, len(m.Checks))
+	return nil
 }
 
-func baseCommand() *cli.Command {
+func (a *app) baseCommand() *cli.Command {
 	cache := &cli.StringFlag{Name: "cache-dir", Value: defaultCacheDir(), Usage: "where bases are kept", EnvVars: envs("CACHE_DIR")}
 	return &cli.Command{
 		Name:  "base",
@@ -322,13 +288,7 @@ func baseCommand() *cli.Command {
 				Usage: "build a Debian cloud base offline with mmdebstrap (cached; rebuilt only when its inputs change)",
 				Flags: []cli.Flag{cache, &cli.StringFlag{Name: "suite", Value: "bookworm", Usage: "Debian suite"}},
 				Action: func(c *cli.Context) error {
-					start := time.Now()
-					b, err := qemu.BuildBase(c.Context, qemu.BuildOptions{CacheDir: c.String("cache-dir"), Suite: c.String("suite"), Logger: logger(c)})
-					if err != nil {
-						return cli.Exit("imagebake: base build: "+err.Error(), exitFailed)
-					}
-					fmt.Fprintf(c.App.Writer, "base debian-%s ready in %s: %s\n", c.String("suite"), time.Since(start).Round(time.Second), b.Disk)
-					return nil
+					return a.runBaseBuild(c.Context, qemu.BuildOptions{CacheDir: c.String("cache-dir"), Suite: c.String("suite"), Logger: a.log})
 				},
 			},
 			{
@@ -340,93 +300,33 @@ func baseCommand() *cli.Command {
 					if c.Args().First() != "focal" || c.NArg() != 1 {
 						return usageErr("base pull takes one name: focal")
 					}
-					path, err := qemu.PullUbuntuFocal(c.Context, c.String("base-url"), c.String("cache-dir"), c.App.ErrWriter)
-					if err != nil {
-						return cli.Exit("imagebake: base pull focal: "+err.Error(), exitFailed)
-					}
-					fmt.Fprintf(c.App.Writer, "focal cloud image verified: %s\n", path)
-					return nil
+					return a.runBasePull(c.Context, basePullFlags{baseURL: c.String("base-url"), cacheDir: c.String("cache-dir")})
 				},
 			},
 		},
 	}
 }
 
-func versionsCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "versions",
-		Usage: "list and manage image versions",
-		Subcommands: []*cli.Command{{
-			Name:      "list",
-			Usage:     "list an image's versions, marking the one \"latest\" resolves to",
-			ArgsUsage: "IMAGE",
-			Flags:     releaseFlags(),
-			Action: func(c *cli.Context) error {
-				if err := checkOutput(c); err != nil {
-					return err
-				}
-				if c.NArg() != 1 {
-					return usageErr("versions list needs IMAGE")
-				}
-				store, err := storeFor(c, c.Args().First())
-				if err != nil {
-					return err
-				}
-				all, err := store.List(c.Context, c.Args().First())
-				if err != nil && !errors.Is(err, gallery.ErrNotFound) {
-					return cli.Exit("imagebake: "+err.Error(), exitFailed)
-				}
-				// Azure's list has no replication state; each version's
-				// Get (with $expand=ReplicationStatus) has.
-				for i, v := range all {
-					if len(v.Regions) > 0 && v.Regions[0].State != gallery.ReplicationUnknown {
-						continue
-					}
-					if full, err := store.Get(c.Context, c.Args().First(), v.Name); err == nil {
-						all[i].Regions = full.Regions
-					}
-				}
-				latest, _ := gallery.Latest(all)
-				if c.String("output") == "json" {
-					type row struct {
-						gallery.ImageVersion
-						Latest bool `json:"latest"`
-					}
-					rows := []row{}
-					for _, v := range all {
-						rows = append(rows, row{v, v.Name == latest.Name})
-					}
-					enc := json.NewEncoder(c.App.Writer)
-					enc.SetIndent("", "  ")
-					return enc.Encode(rows)
-				}
-				tw := tabwriter.NewWriter(c.App.Writer, 0, 2, 2, ' ', 0)
-				fmt.Fprintln(tw, "VERSION\tLATEST\tSTATE\tPUBLISHED\tEXCLUDED\tEND OF LIFE\tREGIONS\tRECIPE HASH\tRUNNER\tBASE\tSIZE")
-				for _, v := range all {
-					mark := ""
-					if v.Name == latest.Name {
-						mark = "*"
-					}
-					eol := "-"
-					if v.EndOfLife != nil {
-						eol = v.EndOfLife.Format("2006-01-02")
-					}
-					var regions []string
-					for _, r := range v.Regions {
-						regions = append(regions, fmt.Sprintf("%s×%d:%s", r.Name, r.Replicas, dash(r.State)))
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%s\t%.12s\t%s\t%s\t%d MiB\n", v.Name, mark, v.ProvisioningState,
-						v.PublishedAt.Format(time.RFC3339), v.ExcludeFromLatest, eol, strings.Join(regions, ","), v.RecipeHash, dash(v.Tags[bake.TagRunner]), dash(v.Tags[bake.TagBaseVersion]), v.SizeBytes>>20)
-				}
-				return tw.Flush()
-			},
-		}},
+func (a *app) runBaseBuild(ctx context.Context, opts qemu.BuildOptions) error {
+	start := time.Now()
+	b, err := qemu.BuildBase(ctx, opts)
+	if err != nil {
+		return failed("base build: %v", err)
 	}
+	fmt.Fprintf(a.stdout, "base debian-%s ready in %s: %s\n", opts.Suite, time.Since(start).Round(time.Second), b.Disk)
+	return nil
 }
 
-func dash(s string) string {
-	if s == "" {
-		return "-"
+type basePullFlags struct {
+	baseURL  string // where the image and SHA256SUMS are
+	cacheDir string
+}
+
+func (a *app) runBasePull(ctx context.Context, f basePullFlags) error {
+	path, err := qemu.PullUbuntuFocal(ctx, f.baseURL, f.cacheDir, a.stderr)
+	if err != nil {
+		return failed("base pull focal: %v", err)
 	}
-	return s
+	fmt.Fprintf(a.stdout, "focal cloud image verified: %s\n", path)
+	return nil
 }

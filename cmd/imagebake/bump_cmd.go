@@ -1,28 +1,38 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
-	"strings"
 
-	goversion "github.com/hashicorp/go-version"
 	"github.com/urfave/cli/v2"
 
 	"github.com/imagebake/imagebake/recipes"
 	"github.com/imagebake/imagebake/runnerrelease"
 )
 
-func bumpCommand() *cli.Command {
+func (a *app) bumpCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bump",
 		Usage: "move a recipe's pins forward, editing only the pinned values",
 		Subcommands: []*cli.Command{
-			bumpRunnerCommand(),
+			a.bumpRunnerCommand(),
 		},
 	}
 }
 
-func bumpRunnerCommand() *cli.Command {
+type bumpRunnerFlags struct {
+	recipe         string
+	to             string // the version to pin, or "" with latest
+	sha256         string // given by hand: the API is not asked
+	latest         bool
+	allowDowngrade bool
+	apiURL         string
+	dryRun         bool
+}
+
+func (a *app) bumpRunnerCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "runner",
 		Usage:     "set runner.version and runner.sha256 in a recipe, from GitHub's releases or by hand",
@@ -41,81 +51,81 @@ func bumpRunnerCommand() *cli.Command {
 			&cli.StringFlag{Name: "api-url", Value: runnerrelease.DefaultBaseURL, Usage: "GitHub API base URL (GitHub Enterprise: https://HOST/api/v3)", EnvVars: envs("GITHUB_API_URL")},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print what would change; write nothing"},
 		},
-		Action: bumpRunner,
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usageErr("bump runner needs exactly one recipe file, e.g. imagebake bump runner recipes/github-runner-focal.yaml --latest")
+			}
+			f := bumpRunnerFlags{recipe: c.Args().First(), to: c.String("to"), sha256: c.String("sha256"), latest: c.Bool("latest"),
+				allowDowngrade: c.Bool("allow-downgrade"), apiURL: c.String("api-url"), dryRun: c.Bool("dry-run")}
+			switch {
+			case f.latest && (f.to != "" || f.sha256 != ""):
+				return usageErr("--latest picks the version and hash; drop --to and --sha256")
+			case !f.latest && f.to == "":
+				return usageErr("say which version: --latest, --to V (looked up on GitHub) or --to V --sha256 H")
+			}
+			return a.runBumpRunner(c.Context, f)
+		},
 	}
 }
 
-func bumpRunner(c *cli.Context) error {
-	if c.NArg() != 1 {
-		return usageErr("bump runner needs exactly one recipe file, e.g. imagebake bump runner recipes/github-runner-focal.yaml --latest")
+// release is the release to pin: given by hand, or asked of the API.
+func (a *app) release(ctx context.Context, f bumpRunnerFlags) (runnerrelease.Release, error) {
+	if f.sha256 != "" {
+		return runnerrelease.Release{Version: f.to, SHA256: f.sha256}, nil
 	}
-	path := c.Args().First()
-	to, sum, latest := c.String("to"), c.String("sha256"), c.Bool("latest")
-	switch {
-	case latest && (to != "" || sum != ""):
-		return usageErr("--latest picks the version and hash; drop --to and --sha256")
-	case !latest && to == "":
-		return usageErr("say which version: --latest, --to V (looked up on GitHub) or --to V --sha256 H")
+	// The token comes only from the environment, so it never shows in
+	// argv (ps, shell history) and is never printed.
+	token := os.Getenv("GITHUB_TOKEN")
+	var (
+		rel runnerrelease.Release
+		err error
+	)
+	if f.latest {
+		rel, err = runnerrelease.Latest(ctx, f.apiURL, token)
+	} else {
+		rel, err = runnerrelease.Get(ctx, f.apiURL, token, f.to)
 	}
+	if err != nil {
+		return rel, failed("%v", err)
+	}
+	a.log.Info("runner release", "version", rel.Version, "sha256", rel.SHA256, "from", rel.SHA256Source)
+	return rel, nil
+}
 
+func (a *app) runBumpRunner(ctx context.Context, f bumpRunnerFlags) error {
+	path := f.recipe
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return cli.Exit(fmt.Sprintf("imagebake: recipe %s: %v", path, err), exitFailed)
+		return failed("recipe %s: %v", path, err)
 	}
 	old, err := recipes.ReadRunner(data)
 	if err != nil {
-		return cli.Exit(fmt.Sprintf("imagebake: %s: %v", path, err), exitFailed)
+		return failed("%s: %v", path, err)
 	}
-
-	var want runnerrelease.Release
-	switch {
-	case sum != "":
-		want = runnerrelease.Release{Version: to, SHA256: sum}
-	default:
-		// The token comes only from the environment, so it never shows in
-		// argv (ps, shell history) and is never printed.
-		token := os.Getenv("GITHUB_TOKEN")
-		if latest {
-			want, err = runnerrelease.Latest(c.Context, c.String("api-url"), token)
-		} else {
-			want, err = runnerrelease.Get(c.Context, c.String("api-url"), token, to)
-		}
-		if err != nil {
-			return cli.Exit("imagebake: "+err.Error(), exitFailed)
-		}
-		logger(c).Info("runner release", "version", want.Version, "sha256", want.SHA256, "from", want.SHA256Source)
+	byHand := f.sha256 != ""
+	want, err := a.release(ctx, f)
+	if err != nil {
+		return err
 	}
-
 	// BumpRunner checks the version's and hash's spelling first, so a bad
 	// --to or --sha256 is reported before anything is compared.
 	out, err := recipes.BumpRunner(data, want.Version, want.SHA256)
 	if err != nil {
-		if sum != "" {
+		if byHand {
 			return usageErr("%v", err)
 		}
-		return cli.Exit(fmt.Sprintf("imagebake: %s: %v", path, err), exitFailed)
+		return failed("%s: %v", path, err)
 	}
-	newV, err := goversion.NewVersion(want.Version)
-	if err != nil {
+	verdict, err := runnerrelease.PlanBump(old, want, f.allowDowngrade)
+	switch {
+	case errors.Is(err, runnerrelease.ErrVersion) && byHand:
 		return usageErr("--to %q: not a runner version such as 2.338.0", want.Version)
+	case err != nil:
+		// Only the API can have said it: never blame a --to not given.
+		return failed("%s: the API answered %v; nothing written", path, err)
 	}
-	if minV := goversion.Must(goversion.NewVersion(recipes.MinRunnerVersion)); newV.LessThan(minV) {
-		return cli.Exit(fmt.Sprintf("imagebake: runner %s is older than %s, the oldest runner GitHub registers; choose a newer one (--latest)", want.Version, recipes.MinRunnerVersion), exitFailed)
-	}
-	oldV, oldErr := goversion.NewVersion(old.Version)
-	if oldErr == nil && newV.Equal(oldV) {
-		// Hex compares case-insensitively: the API answers lower case.
-		if strings.EqualFold(old.SHA256, want.SHA256) {
-			fmt.Fprintf(c.App.Writer, "%s: runner already at %s\n", path, old.Version)
-			return nil
-		}
-		// Same version, different hash: either the recipe or the source
-		// is wrong, and silently trusting either defeats the pin.
-		return cli.Exit(fmt.Sprintf("imagebake: %s: runner %s is pinned with sha256 %s, but %s; check the release's linux-x64 SHA and edit runner.sha256 by hand",
-			path, old.Version, old.SHA256, hashSource(want)), exitFailed)
-	}
-	if oldErr == nil && newV.LessThan(oldV) && !c.Bool("allow-downgrade") {
-		return cli.Exit(fmt.Sprintf("imagebake: %s: %s would downgrade the runner from %s; pass --allow-downgrade if you mean it", path, want.Version, old.Version), exitFailed)
+	if verdict != runnerrelease.Bump {
+		return a.notBumped(path, old, want, verdict)
 	}
 
 	// The bumped recipe must load; this also lets a bump rescue a recipe
@@ -124,14 +134,32 @@ func bumpRunner(c *cli.Context) error {
 		return cli.Exit(fmt.Sprintf("%v\nimagebake: %s: not written: the bumped recipe does not validate", err, path), exitFailed)
 	}
 	verb := ""
-	if c.Bool("dry-run") {
+	if f.dryRun {
 		verb = " (dry run, not written)"
 	} else if err := recipes.ReplaceFile(path, out); err != nil {
-		return cli.Exit("imagebake: "+err.Error(), exitFailed)
+		return failed("%v", err)
 	}
-	fmt.Fprintf(c.App.Writer, "%s: runner %s → %s%s\n", path, old.Version, want.Version, verb)
-	fmt.Fprintf(c.App.Writer, "  sha256 %s → %s\n", old.SHA256, want.SHA256)
+	fmt.Fprintf(a.stdout, "%s: runner %s → %s%s\n", path, old.Version, want.Version, verb)
+	fmt.Fprintf(a.stdout, "  sha256 %s → %s\n", old.SHA256, want.SHA256)
 	return nil
+}
+
+// notBumped reports a verdict other than Bump: nothing to do (exit 0), or
+// why the bump is refused (exit 1).
+func (a *app) notBumped(path string, old recipes.RunnerPin, want runnerrelease.Release, verdict runnerrelease.Verdict) error {
+	switch verdict {
+	case runnerrelease.Unchanged:
+		fmt.Fprintf(a.stdout, "%s: runner already at %s\n", path, old.Version)
+		return nil
+	case runnerrelease.TooOld:
+		return failed("runner %s is older than %s, the oldest runner GitHub registers; choose a newer one (--latest)", want.Version, recipes.MinRunnerVersion)
+	case runnerrelease.HashMismatch:
+		return failed("%s: runner %s is pinned with sha256 %s, but %s; check the release's linux-x64 SHA and edit runner.sha256 by hand",
+			path, old.Version, old.SHA256, hashSource(want))
+	case runnerrelease.Downgrade:
+		return failed("%s: %s would downgrade the runner from %s; pass --allow-downgrade if you mean it", path, want.Version, old.Version)
+	}
+	return failed("%s: runner %s: no bump (verdict %d)", path, want.Version, verdict)
 }
 
 func hashSource(r runnerrelease.Release) string {

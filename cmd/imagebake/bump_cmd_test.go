@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/urfave/cli/v2"
 )
 
 const (
@@ -24,27 +20,10 @@ const (
 	testToken     = "ghp_bumptesttoken0123456789"
 )
 
-// runBump runs the real app, as run() does, with bump registered (main.go
-// registers it once the lead wires it in; until then the test adds it).
+// runBump runs the real run() with debug logging.
 func runBump(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errw bytes.Buffer
-	app := newApp(&out, &errw)
-	app.Metadata = map[string]any{"abort": (<-chan struct{})(make(chan struct{}))}
-	err := app.RunContext(context.Background(), interspersed(app, append([]string{"imagebake", "--log-level", "debug"}, args...)))
-	var ec cli.ExitCoder
-	switch {
-	case err == nil:
-	case errors.As(err, &ec):
-		if msg := err.Error(); msg != "" {
-			errw.WriteString(msg + "\n")
-		}
-		code = ec.ExitCode()
-	default:
-		errw.WriteString("imagebake: " + err.Error() + "\n")
-		code = exitUsage
-	}
-	return code, out.String(), errw.String()
+	return runCLI(t, append([]string{"--log-level", "debug"}, args...)...)
 }
 
 // fakeGitHub plays api.github.com's releases endpoints for actions/runner.
@@ -163,9 +142,8 @@ func TestBumpRunnerCommand(t *testing.T) {
 			path := copyRecipe(t)
 			args := append([]string{"bump", "runner", path, "--api-url", srv.URL}, tt.args...)
 			if tt.name == "flags before the recipe" {
-				// Only a bool flag: interspersed (args.go) reads a value flag
-				// between a subcommand and its argument as global, and
-				// so takes its value for the recipe.
+				// A flag between the subcommand and the recipe (value
+				// flags there are covered by TestInterspersed).
 				args = append([]string{"bump", "runner", "--allow-downgrade", path, "--api-url", srv.URL}, tt.args...)
 			}
 			code, out, errOut := runBump(t, args...)

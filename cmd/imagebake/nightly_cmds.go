@@ -1,11 +1,9 @@
 package main
 
 import (
-	"encoding/json"
-	"errors"
+	"context"
 	"fmt"
 	"io"
-	"os"
 	"text/tabwriter"
 	"time"
 
@@ -27,107 +25,109 @@ func ifChangedFlags() []cli.Flag {
 	}
 }
 
-// skipUnchanged decides --if-changed before anything is built or created.
-// When the bake is skipped it prints why, writes skipped=true to
-// GITHUB_OUTPUT and reports true; the caller then exits 0.
-func skipUnchanged(c *cli.Context, r *recipes.Recipe) (bool, error) {
+type ifChanged struct {
+	ifChanged bool
+	maxAge    time.Duration // 0: no limit
+}
+
+func readIfChanged(c *cli.Context) (ifChanged, error) {
 	if !c.Bool("if-changed") {
 		if c.IsSet("max-age") {
-			return false, usageErr("--max-age only applies with --if-changed")
+			return ifChanged{}, usageErr("--max-age only applies with --if-changed")
 		}
-		return false, nil
+		return ifChanged{}, nil
 	}
-	var maxAge time.Duration
+	f := ifChanged{ifChanged: true}
 	if s := c.String("max-age"); s != "" {
 		d, err := recipes.ParseDuration(s)
 		if err != nil || d <= 0 {
-			return false, usageErr("--max-age %q: want a positive duration such as 7d or 36h", s)
+			return ifChanged{}, usageErr("--max-age %q: want a positive duration such as 7d or 36h", s)
 		}
-		maxAge = d
+		f.maxAge = d
 	}
-	jsonOut := c.String("output") == "json"
-	textOut := c.App.Writer
-	if jsonOut {
-		textOut = c.App.ErrWriter
+	return f, nil
+}
+
+// skipUnchanged decides --if-changed before anything is built or created:
+// it gathers what to compare, and nightly.Check decides. When the bake is
+// skipped it prints why, writes skipped=true to GITHUB_OUTPUT and reports
+// true; the caller then exits 0.
+func (a *app) skipUnchanged(ctx context.Context, f bakeFlags, r *recipes.Recipe) (bool, error) {
+	if !f.ifChanged.ifChanged {
+		return false, nil
 	}
-	target := c.String("target")
-	var (
-		store       gallery.Store
-		baseVersion string
-	)
-	switch target {
-	case "local":
-		v, ok := nightly.LocalBaseVersion(r, c.String("cache-dir"))
-		if !ok {
-			fmt.Fprintf(textOut, "--if-changed: baking: the base of %s is not cached yet\n", r.Name)
-			return false, nil
-		}
-		s, err := localStore(c)
-		if err != nil {
-			return false, err
-		}
-		store, baseVersion = s, v
-	case "azure":
-		if r.Gallery.Azure == nil || r.Base.Azure == "" {
-			return false, nil // bakeAzure reports the missing settings
-		}
-		clients, err := azureClients(c)
-		if err != nil {
-			return false, err
-		}
-		location := firstNonEmpty(c.String("location"), r.Build.Location)
-		if location == "" {
-			return false, usageErr("--if-changed: no location: set build.location in the recipe or pass --location")
-		}
-		base, err := clients.ResolveImage(c.Context, location, r.Base.Azure)
-		if err != nil {
-			return false, cli.Exit("imagebake: --if-changed: "+err.Error(), exitFailed)
-		}
-		store, baseVersion = galleryazure.New(clients, r.Gallery.Azure.ResourceGroup, r.Gallery.Azure.Gallery, location), base.Version
-	default:
-		return false, nil // the bake command reports the bad target
+	store, baseVersion, err := a.ifChangedInputs(ctx, f, r)
+	if err != nil || store == nil {
+		return false, err
 	}
-	versions, err := store.List(c.Context, r.Gallery.Image)
-	if err != nil && !errors.Is(err, gallery.ErrNotFound) {
-		return false, cli.Exit("imagebake: --if-changed: "+err.Error(), exitFailed)
+	textOut := f.out.text()
+	skip, reason, err := nightly.Check(ctx, store, r.Gallery.Image,
+		nightly.Current{RecipeHash: r.Hash(), BaseVersion: baseVersion, Imagebake: buildinfo.Get().Version}, f.maxAge, time.Now())
+	if err != nil {
+		return false, failed("--if-changed: %v", err)
 	}
-	skip, reason := nightly.ShouldSkip(versions, r.Hash(), baseVersion, buildinfo.Get().Version, maxAge, time.Now())
 	if !skip {
 		fmt.Fprintf(textOut, "--if-changed: baking: %s\n", reason)
 		return false, nil
 	}
 	fmt.Fprintf(textOut, "skipped %s: %s\n", r.Name, reason)
-	if jsonOut {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]string{"result": "skipped", "reason": reason, "recipe": r.Name,
-			"recipeHash": r.Hash(), "target": target, "image": r.Gallery.Image, "baseVersion": baseVersion}); err != nil {
+	if f.out.json {
+		if err := f.out.result(map[string]string{"result": "skipped", "reason": reason, "recipe": r.Name,
+			"recipeHash": r.Hash(), "target": f.target, "image": r.Gallery.Image, "baseVersion": baseVersion}, nil); err != nil {
 			return false, err
 		}
 	}
-	if err := appendGitHubOutput("skipped=true\n"); err != nil {
-		return false, cli.Exit("imagebake: GITHUB_OUTPUT: "+err.Error(), exitFailed)
+	if err := writeGitHubOutput([2]string{"skipped", "true"}); err != nil {
+		return false, failed("GITHUB_OUTPUT: %v", err)
 	}
 	return true, nil
 }
 
-func appendGitHubOutput(lines string) error {
-	path := os.Getenv("GITHUB_OUTPUT")
-	if path == "" {
-		return nil
+// ifChangedInputs returns the gallery and the base version a bake of r
+// would record. A nil store means: bake, there is nothing to compare (the
+// reason is printed, or the bake reports the bad settings).
+func (a *app) ifChangedInputs(ctx context.Context, f bakeFlags, r *recipes.Recipe) (gallery.Store, string, error) {
+	switch f.target {
+	case "local":
+		v, ok := nightly.LocalBaseVersion(r, f.cacheDir)
+		if !ok {
+			fmt.Fprintf(f.out.text(), "--if-changed: baking: the base of %s is not cached yet\n", r.Name)
+			return nil, "", nil
+		}
+		s, err := a.localStore(f.galleryDir)
+		if err != nil {
+			return nil, "", err
+		}
+		return s, v, nil
+	case "azure":
+		if r.Gallery.Azure == nil || r.Base.Azure == "" {
+			return nil, "", nil // bakeAzure reports the missing settings
+		}
+		clients, err := a.azureClients(f.azure.azureConnFlags)
+		if err != nil {
+			return nil, "", err
+		}
+		location := firstNonEmpty(f.azure.location, r.Build.Location)
+		if location == "" {
+			return nil, "", usageErr("--if-changed: no location: set build.location in the recipe or pass --location")
+		}
+		base, err := clients.ResolveImage(ctx, location, r.Base.Azure)
+		if err != nil {
+			return nil, "", failed("--if-changed: %v", err)
+		}
+		return galleryazure.New(clients, r.Gallery.Azure.ResourceGroup, r.Gallery.Azure.Gallery, location), base.Version, nil
 	}
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.WriteString(f, lines); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return nil, "", nil // the bake command reports the bad target
 }
 
-func gcCommand() *cli.Command {
+type gcFlags struct {
+	target string
+	opts   gc.Options
+	azure  azureConnFlags
+	out    output
+}
+
+func (a *app) gcCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "gc",
 		Usage: "find (and with --yes remove) what interrupted builds left behind",
@@ -142,7 +142,8 @@ func gcCommand() *cli.Command {
 			outputFlag(),
 		}, gcAzureFlags()...),
 		Action: func(c *cli.Context) error {
-			if err := checkOutput(c); err != nil {
+			out, err := a.readOutput(c)
+			if err != nil {
 				return err
 			}
 			if c.NArg() > 0 {
@@ -152,32 +153,40 @@ func gcCommand() *cli.Command {
 			if err != nil || ttl <= 0 {
 				return usageErr("--ttl %q: want a positive duration such as 6h or 2d", c.String("ttl"))
 			}
-			opts := gc.Options{TTL: ttl, Delete: c.Bool("yes")}
-			var items []gc.Item
-			switch c.String("target") {
-			case "local":
-				items, err = gc.Local(c.Context, gc.LocalOptions{Options: opts})
-			case "azure":
-				clients, cerr := azureClients(c)
-				if cerr != nil {
-					return cerr
-				}
-				items, err = gc.Azure(c.Context, clients, opts)
-			default:
-				return usageErr("--target %q: use local or azure", c.String("target"))
+			f := gcFlags{target: c.String("target"), opts: gc.Options{TTL: ttl, Delete: c.Bool("yes")}, azure: readAzureConnFlags(c), out: out}
+			if err := checkTarget(f.target); err != nil {
+				return err
 			}
-			if perr := printGC(c, items, opts.Delete); perr != nil {
-				return perr
-			}
-			if err != nil {
-				return cli.Exit("imagebake: gc: "+err.Error(), exitFailed)
-			}
-			if n := gc.Failed(items); n > 0 {
-				return cli.Exit(fmt.Sprintf("imagebake: gc: %d of %d actions failed", n, len(items)), exitFailed)
-			}
-			return nil
+			return a.runGC(c.Context, f)
 		},
 	}
+}
+
+func (a *app) runGC(ctx context.Context, f gcFlags) error {
+	var (
+		items []gc.Item
+		err   error
+	)
+	switch f.target {
+	case "local":
+		items, err = gc.Local(ctx, gc.LocalOptions{Options: f.opts})
+	case "azure":
+		clients, cerr := a.azureClients(f.azure)
+		if cerr != nil {
+			return cerr
+		}
+		items, err = gc.Azure(ctx, clients, f.opts)
+	}
+	if perr := printGC(f.out, items, f.opts.Delete, err); perr != nil {
+		return perr
+	}
+	if err != nil {
+		return failed("gc: %v", err)
+	}
+	if n := gc.Failed(items); n > 0 {
+		return failed("gc: %d of %d actions failed", n, len(items))
+	}
+	return nil
 }
 
 // gcAzureFlags are the Azure flags gc needs: which cloud and subscription,
@@ -194,40 +203,50 @@ func gcAzureFlags() []cli.Flag {
 	return out
 }
 
-func printGC(c *cli.Context, items []gc.Item, deleting bool) error {
-	if c.String("output") == "json" {
-		if items == nil {
-			items = []gc.Item{}
-		}
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"applied": deleting, "items": items})
+// gcResult is gc's --output json. Error is set when gc could not finish
+// (a failed list, say): the items are then only what it found before.
+type gcResult struct {
+	Applied bool      `json:"applied"`
+	Items   []gc.Item `json:"items"`
+	Error   string    `json:"error,omitempty"`
+}
+
+func printGC(out output, items []gc.Item, deleting bool, gcErr error) error {
+	res := gcResult{Applied: deleting, Items: items}
+	if res.Items == nil {
+		res.Items = []gc.Item{}
 	}
-	w := c.App.Writer
-	if len(items) == 0 {
-		fmt.Fprintln(w, "nothing of imagebake's found")
+	if gcErr != nil {
+		res.Error = gcErr.Error()
+	}
+	return out.result(res, func(w io.Writer) error {
+		if len(items) == 0 {
+			if gcErr == nil {
+				fmt.Fprintln(w, "nothing of imagebake's found")
+			}
+			return nil
+		}
+		tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+		fmt.Fprintln(tw, "ACTION\tKIND\tNAME\tAGE\tREASON")
+		pending := 0
+		for _, it := range items {
+			action := it.Action
+			switch {
+			case it.Error != "":
+				action += " FAILED: " + printable(it.Error)
+			case it.Done:
+				action += " (done)"
+			case it.Action != gc.ActionKeep:
+				pending++
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", action, it.Kind, it.Name, dash(it.Age), it.Reason)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if !deleting && pending > 0 {
+			fmt.Fprintf(w, "plan only: run again with --yes to carry out %d action(s)\n", pending)
+		}
 		return nil
-	}
-	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACTION\tKIND\tNAME\tAGE\tREASON")
-	pending := 0
-	for _, it := range items {
-		action := it.Action
-		switch {
-		case it.Error != "":
-			action += " FAILED: " + it.Error
-		case it.Done:
-			action += " (done)"
-		case it.Action != gc.ActionKeep:
-			pending++
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", action, it.Kind, it.Name, dash(it.Age), it.Reason)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if !deleting && pending > 0 {
-		fmt.Fprintf(w, "plan only: run again with --yes to carry out %d action(s)\n", pending)
-	}
-	return nil
+	})
 }

@@ -3,15 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/urfave/cli/v2"
 
 	"github.com/imagebake/imagebake/gallery"
 	"github.com/imagebake/imagebake/gallery/local"
@@ -157,7 +154,7 @@ func TestGCCommandAzure(t *testing.T) {
 	}
 	env := azureEnv(t, e)
 	gcRegistered(t, env)
-	// "--flag=value": args.go's interspersed mis-parses "--flag value" between a command and its first positional.
+	// The "--flag=value" spelling; "--flag value" is covered by TestInterspersed.
 	args := []string{"gc", "--target=azure", "--resource-manager-endpoint=" + e.Server.URL(), "--poll-interval=10ms", "--output=json"}
 	type gcOut struct {
 		Applied bool
@@ -214,23 +211,11 @@ func gcRegistered(t *testing.T, env []string) {
 	}
 }
 
-// runApp runs the CLI in-process with gc registered, as run does.
+// runApp runs the CLI in-process through the real run().
 func runApp(t *testing.T, args ...string) result {
 	t.Helper()
-	var out, errb strings.Builder
-	app := newApp(&out, &errb)
-	app.Metadata = map[string]any{}
-	err := app.RunContext(context.Background(), interspersed(app, append([]string{"imagebake"}, args...)))
-	code := 0
-	if err != nil {
-		code = exitUsage
-		var ec cli.ExitCoder
-		if errors.As(err, &ec) {
-			code = ec.ExitCode()
-		}
-		errb.WriteString(err.Error())
-	}
-	return result{code, out.String(), errb.String()}
+	code, stdout, stderr := runCLI(t, args...)
+	return result{code, stdout, stderr}
 }
 
 func TestGCCommandLocal(t *testing.T) {
@@ -241,9 +226,28 @@ func TestGCCommandLocal(t *testing.T) {
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if name != "imagebake-qemu-new" {
-			if err := os.Chtimes(dir, old, old); err != nil {
+		// gc only touches folders imagebake marked as its own; this
+		// marker names a creator that has exited (PIDStart "1").
+		var marker string
+		if strings.HasPrefix(name, qemu.TempDirPrefix) {
+			host, _ := os.Hostname()
+			b, err := json.Marshal(qemu.Marker{PID: os.Getpid(), PIDStart: "1", UID: os.Getuid(), Host: host})
+			if err != nil {
 				t.Fatal(err)
+			}
+			marker = filepath.Join(dir, qemu.MarkerFile)
+			if err := os.WriteFile(marker, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if name != "imagebake-qemu-new" {
+			for _, p := range []string{marker, dir} {
+				if p == "" {
+					continue
+				}
+				if err := os.Chtimes(p, old, old); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 	}

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/urfave/cli/v2"
 
@@ -11,17 +11,6 @@ import (
 	"github.com/imagebake/imagebake/recipes"
 	"github.com/imagebake/imagebake/templates"
 )
-
-func outputFlag() *cli.StringFlag {
-	return &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "text or json", EnvVars: envs("OUTPUT")}
-}
-
-func checkOutput(c *cli.Context) error {
-	if o := c.String("output"); o != "text" && o != "json" {
-		return usageErr("--output %q: use text or json", o)
-	}
-	return nil
-}
 
 type validateResult struct {
 	File   string               `json:"file"`
@@ -31,7 +20,12 @@ type validateResult struct {
 	Errors []recipes.FieldError `json:"errors"`
 }
 
-func validateCommand() *cli.Command {
+type validateFlags struct {
+	out   output
+	files []string
+}
+
+func (a *app) validateCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "validate",
 		Usage:     "check recipes: every error with file:line:col, the field and what to do",
@@ -40,46 +34,48 @@ func validateCommand() *cli.Command {
 			"and renders it to check the cloud-config fits Azure's custom-data limit. Exit 0 when all are valid, 1 otherwise.",
 		Flags: []cli.Flag{outputFlag()},
 		Action: func(c *cli.Context) error {
-			if err := checkOutput(c); err != nil {
+			out, err := a.readOutput(c)
+			if err != nil {
 				return err
 			}
 			if c.NArg() == 0 {
 				return usageErr("validate needs at least one recipe file, e.g. imagebake validate recipes/*.yaml")
 			}
-			var results []validateResult
-			bad := 0
-			for _, path := range c.Args().Slice() {
-				res := validateOne(path)
-				if !res.Valid {
-					bad++
-				}
-				results = append(results, res)
-			}
-			w := c.App.Writer
-			if c.String("output") == "json" {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(results); err != nil {
-					return err
-				}
-			} else {
-				for _, r := range results {
-					if r.Valid {
-						fmt.Fprintf(w, "%s: valid (recipe %s, hash %.12s)\n", r.File, r.Name, r.Hash)
-						continue
-					}
-					for _, e := range r.Errors {
-						fmt.Fprintln(c.App.ErrWriter, e.Error())
-					}
-					fmt.Fprintf(c.App.ErrWriter, "%s: %d error(s)\n", r.File, len(r.Errors))
-				}
-			}
-			if bad > 0 {
-				return cli.Exit("", exitFailed)
-			}
-			return nil
+			return a.runValidate(validateFlags{out: out, files: c.Args().Slice()})
 		},
 	}
+}
+
+func (a *app) runValidate(f validateFlags) error {
+	var results []validateResult
+	bad := 0
+	for _, path := range f.files {
+		res := validateOne(path)
+		if !res.Valid {
+			bad++
+		}
+		results = append(results, res)
+	}
+	err := f.out.result(results, func(w io.Writer) error {
+		for _, r := range results {
+			if r.Valid {
+				fmt.Fprintf(w, "%s: valid (recipe %s, hash %.12s)\n", r.File, r.Name, r.Hash)
+				continue
+			}
+			for _, e := range r.Errors {
+				fmt.Fprintln(a.stderr, e.Error())
+			}
+			fmt.Fprintf(a.stderr, "%s: %d error(s)\n", r.File, len(r.Errors))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if bad > 0 {
+		return cli.Exit("", exitFailed)
+	}
+	return nil
 }
 
 func validateOne(path string) validateResult {
@@ -106,8 +102,8 @@ func validateOne(path string) validateResult {
 	return res
 }
 
-// loadRecipe loads one recipe, turning validation errors into exit code 2
-// (bad input) with every error listed.
+// loadRecipe loads the command's one recipe argument, turning validation
+// errors into exit code 2 (bad input) with every error listed.
 func loadRecipe(c *cli.Context) (*recipes.Recipe, error) {
 	if c.NArg() != 1 {
 		return nil, usageErr("%s needs exactly one recipe file", c.Command.Name)
@@ -119,7 +115,11 @@ func loadRecipe(c *cli.Context) (*recipes.Recipe, error) {
 	return r, nil
 }
 
-func renderCommand() *cli.Command {
+type renderFlags struct {
+	customData bool // gzip+base64, as sent to Azure
+}
+
+func (a *app) renderCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "render",
 		Usage:     "print the cloud-config a recipe renders to",
@@ -136,47 +136,55 @@ func renderCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			doc, err := templates.Render(r, templates.Options{})
-			if err != nil {
-				return cli.Exit(err.Error(), exitFailed)
-			}
-			if format == "custom-data" {
-				cd, err := templates.CustomData(doc)
-				if err != nil {
-					return cli.Exit(fmt.Sprintf("%s: %v", r.Source, err), exitFailed)
-				}
-				_, err = fmt.Fprintln(c.App.Writer, cd)
-				return err
-			}
-			_, err = c.App.Writer.Write(doc.CloudConfig)
-			return err
+			return a.runRender(r, renderFlags{customData: format == "custom-data"})
 		},
 	}
 }
 
-func versionCommand() *cli.Command {
+func (a *app) runRender(r *recipes.Recipe, f renderFlags) error {
+	doc, err := templates.Render(r, templates.Options{})
+	if err != nil {
+		return cli.Exit(err.Error(), exitFailed)
+	}
+	if f.customData {
+		cd, err := templates.CustomData(doc)
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("%s: %v", r.Source, err), exitFailed)
+		}
+		_, err = fmt.Fprintln(a.stdout, cd)
+		return err
+	}
+	_, err = a.stdout.Write(doc.CloudConfig)
+	return err
+}
+
+func (a *app) versionCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "version",
 		Usage: "print imagebake's version and commit",
 		Flags: []cli.Flag{outputFlag()},
 		Action: func(c *cli.Context) error {
-			if err := checkOutput(c); err != nil {
+			out, err := a.readOutput(c)
+			if err != nil {
 				return err
 			}
-			info := buildinfo.Get()
-			if c.String("output") == "json" {
-				return json.NewEncoder(c.App.Writer).Encode(info)
-			}
-			fmt.Fprintf(c.App.Writer, "imagebake %s", info.Version)
-			if info.Commit != "" {
-				fmt.Fprintf(c.App.Writer, " (commit %.12s", info.Commit)
-				if info.Modified {
-					fmt.Fprint(c.App.Writer, ", modified")
-				}
-				fmt.Fprint(c.App.Writer, ")")
-			}
-			fmt.Fprintf(c.App.Writer, " %s\n", info.Go)
-			return nil
+			return a.runVersion(out)
 		},
 	}
+}
+
+func (a *app) runVersion(out output) error {
+	info := buildinfo.Get()
+	return out.result(info, func(w io.Writer) error {
+		fmt.Fprintf(w, "imagebake %s", info.Version)
+		if info.Commit != "" {
+			fmt.Fprintf(w, " (commit %.12s", info.Commit)
+			if info.Modified {
+				fmt.Fprint(w, ", modified")
+			}
+			fmt.Fprint(w, ")")
+		}
+		_, err := fmt.Fprintf(w, " %s\n", info.Go)
+		return err
+	})
 }

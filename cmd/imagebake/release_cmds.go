@@ -1,25 +1,27 @@
 package main
 
 import (
-	"encoding/json"
+	"context"
 	"fmt"
 	"io"
 	"slices"
 	"strconv"
 	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/imagebake/imagebake/bake"
 	"github.com/imagebake/imagebake/gallery"
 	galleryazure "github.com/imagebake/imagebake/gallery/azure"
-	"github.com/imagebake/imagebake/gallery/local"
 	"github.com/imagebake/imagebake/recipes"
 	"github.com/imagebake/imagebake/release"
 )
 
-// releaseFlags are the store selection flags shared by promote, rollback
-// and prune.
-func releaseFlags() []cli.Flag {
+// releaseFlagDefs are the store selection flags shared by versions list,
+// promote, rollback and prune.
+func releaseFlagDefs() []cli.Flag {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "target", Value: "local", Usage: "local (the --gallery-dir gallery) or azure", EnvVars: envs("TARGET")},
 		&cli.StringFlag{Name: "gallery-dir", Usage: "the local gallery folder (default $XDG_DATA_HOME/imagebake/gallery)", EnvVars: envs("GALLERY_DIR")},
@@ -39,27 +41,60 @@ func releaseFlags() []cli.Flag {
 	return flags
 }
 
-// storeFor returns the gallery the command works on: the local gallery, or
+// storeFlags select the gallery a release command works on.
+type storeFlags struct {
+	target        string
+	galleryDir    string
+	resourceGroup string
+	gallery       string
+	recipe        string
+	azure         azureConnFlags
+	out           output
+}
+
+func (a *app) readStoreFlags(c *cli.Context) (storeFlags, error) {
+	out, err := a.readOutput(c)
+	if err != nil {
+		return storeFlags{}, err
+	}
+	return storeFlags{target: c.String("target"), galleryDir: c.String("gallery-dir"), resourceGroup: c.String("gallery-resource-group"),
+		gallery: c.String("gallery"), recipe: c.String("recipe"), azure: readAzureConnFlags(c), out: out}, nil
+}
+
+// store returns the gallery the command works on: the local gallery, or
 // with --target azure the Azure Compute Gallery named by the flags or by
 // the recipe's gallery.azure.
-func storeFor(c *cli.Context, image string) (gallery.Store, error) {
+func (a *app) store(f *storeFlags, image string) (gallery.Store, error) {
 	if err := gallery.ValidateImageName(image); err != nil {
 		return nil, usageErr("%v", err)
 	}
-	switch c.String("target") {
+	switch f.target {
 	case "local":
-		return localStore(c)
+		return a.localStore(f.galleryDir)
 	case "azure":
-		return azureStoreFor(c, c.String("gallery-resource-group"), c.String("gallery"))
+		return a.azureStore(f, f.resourceGroup, f.gallery, "--gallery-resource-group", "--gallery")
 	default:
-		return nil, usageErr("--target %q: use local or azure", c.String("target"))
+		return nil, usageErr("--target %q: use local or azure", f.target)
 	}
 }
 
-// azureStoreFor opens one Azure gallery; empty names come from --recipe.
-func azureStoreFor(c *cli.Context, resourceGroup, galleryName string) (gallery.Store, error) {
-	if (resourceGroup == "" || galleryName == "") && c.String("recipe") != "" {
-		r, err := recipes.Load(c.String("recipe"))
+// azureStore opens one Azure gallery; empty names come from --recipe. The
+// names are checked with the recipe's rules, since the SDK joins them into
+// the URL: ".." would reach another resource. rgFlag and galleryFlag name
+// the flags they came from.
+func (a *app) azureStore(f *storeFlags, resourceGroup, galleryName, rgFlag, galleryFlag string) (gallery.Store, error) {
+	if resourceGroup != "" {
+		if err := recipes.ValidateResourceGroupName(resourceGroup); err != nil {
+			return nil, usageErr("%s: %v", rgFlag, err)
+		}
+	}
+	if galleryName != "" {
+		if err := recipes.ValidateGalleryName(galleryName); err != nil {
+			return nil, usageErr("%s: %v", galleryFlag, err)
+		}
+	}
+	if (resourceGroup == "" || galleryName == "") && f.recipe != "" {
+		r, err := recipes.Load(f.recipe)
 		if err != nil {
 			return nil, cli.Exit(fmt.Sprintf("imagebake: %v", err), exitUsage)
 		}
@@ -69,20 +104,78 @@ func azureStoreFor(c *cli.Context, resourceGroup, galleryName string) (gallery.S
 		}
 		resourceGroup = firstNonEmpty(resourceGroup, g.ResourceGroup)
 		galleryName = firstNonEmpty(galleryName, g.Gallery)
-		if !c.IsSet("subscription") && g.Subscription != "" {
-			if err := c.Set("subscription", g.Subscription); err != nil {
-				return nil, err
-			}
+		if !f.azure.subscriptionSet && g.Subscription != "" {
+			f.azure.subscription, f.azure.subscriptionSet = g.Subscription, true
 		}
 	}
 	if resourceGroup == "" || galleryName == "" {
 		return nil, usageErr("--target azure needs --gallery-resource-group and --gallery, or a --recipe with gallery.azure")
 	}
-	clients, err := azureClients(c)
+	clients, err := a.azureClients(f.azure)
 	if err != nil {
 		return nil, err
 	}
-	return galleryazure.New(clients, resourceGroup, galleryName, c.String("location")), nil
+	return galleryazure.New(clients, resourceGroup, galleryName, f.azure.location), nil
+}
+
+type versionsListFlags struct {
+	storeFlags
+	image string
+}
+
+func (a *app) versionsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "versions",
+		Usage: "list and manage image versions",
+		Subcommands: []*cli.Command{{
+			Name:      "list",
+			Usage:     "list an image's versions, marking the one \"latest\" resolves to",
+			ArgsUsage: "IMAGE",
+			Flags:     releaseFlagDefs(),
+			Action: func(c *cli.Context) error {
+				sf, err := a.readStoreFlags(c)
+				if err != nil {
+					return err
+				}
+				if c.NArg() != 1 {
+					return usageErr("versions list needs IMAGE")
+				}
+				return a.runVersionsList(c.Context, versionsListFlags{storeFlags: sf, image: c.Args().First()})
+			},
+		}},
+	}
+}
+
+func (a *app) runVersionsList(ctx context.Context, f versionsListFlags) error {
+	store, err := a.store(&f.storeFlags, f.image)
+	if err != nil {
+		return err
+	}
+	rows, err := release.List(ctx, store, f.image)
+	if err != nil {
+		return failed("%v", err)
+	}
+	return f.out.result(rows, func(w io.Writer) error {
+		tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tLATEST\tSTATE\tPUBLISHED\tEXCLUDED\tEND OF LIFE\tREGIONS\tRECIPE HASH\tRUNNER\tBASE\tSIZE")
+		for _, v := range rows {
+			mark := ""
+			if v.Latest {
+				mark = "*"
+			}
+			eol := "-"
+			if v.EndOfLife != nil {
+				eol = v.EndOfLife.Format("2006-01-02")
+			}
+			var regions []string
+			for _, r := range v.Regions {
+				regions = append(regions, fmt.Sprintf("%s×%d:%s", r.Name, r.Replicas, dash(r.State)))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%s\t%.12s\t%s\t%s\t%d MiB\n", v.Name, mark, v.ProvisioningState,
+				v.PublishedAt.Format(time.RFC3339), v.ExcludeFromLatest, eol, strings.Join(regions, ","), printable(v.RecipeHash), printable(dash(v.Tags[bake.TagRunner])), printable(dash(v.Tags[bake.TagBaseVersion])), v.SizeBytes>>20)
+		}
+		return tw.Flush()
+	})
 }
 
 // releaseResult is what promote, rollback and prune print with --output json.
@@ -99,28 +192,22 @@ type releaseResult struct {
 
 // reportRelease prints the changes (also those made before a failure) and maps
 // err to the exit code.
-func reportRelease(c *cli.Context, store gallery.Store, res releaseResult, err error) error {
+func (a *app) reportRelease(ctx context.Context, out output, store gallery.Store, res releaseResult, err error) error {
 	if res.Changes == nil {
 		res.Changes = []release.Change{}
 	}
 	if err != nil {
 		res.Error = err.Error()
-	} else if all, lerr := store.List(c.Context, res.Image); lerr == nil {
+	} else if all, lerr := store.List(ctx, res.Image); lerr == nil {
 		if l, ok := gallery.Latest(all); ok {
 			res.Latest = l.Name
 		}
 	}
-	if c.String("output") == "json" {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		if eerr := enc.Encode(res); eerr != nil {
-			return eerr
-		}
-	} else {
-		printReleaseChanges(c.App.Writer, res)
+	if eerr := out.result(res, func(w io.Writer) error { printReleaseChanges(w, res); return nil }); eerr != nil {
+		return eerr
 	}
 	if err != nil {
-		return cli.Exit(fmt.Sprintf("imagebake: %s %s: %v", res.Command, res.Image, err), exitFailed)
+		return failed("%s %s: %v", res.Command, res.Image, err)
 	}
 	return nil
 }
@@ -159,7 +246,17 @@ func parseRegion(s string) (gallery.Region, error) {
 	return r, nil
 }
 
-func promoteCommand() *cli.Command {
+type promoteFlags struct {
+	storeFlags
+	image, version string
+	live           bool
+	regions        []gallery.Region
+	copyTo         string
+	// Where --copy-to copies to; empty: the source's gallery.
+	copyToGalleryDir, copyToGallery, copyToResourceGroup string
+}
+
+func (a *app) promoteCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "promote",
 		Usage:     "put a version into use: make it live, replicate it to more regions, or copy it to another image",
@@ -169,7 +266,7 @@ func promoteCommand() *cli.Command {
 			"--copy-to IMAGE creates the same version in another image definition (create-only), in the same\n" +
 			"gallery or in --copy-to-gallery-dir (local) / --copy-to-gallery[-resource-group] (azure).\n" +
 			"Running it again changes nothing.",
-		Flags: append(releaseFlags(),
+		Flags: append(releaseFlagDefs(),
 			&cli.BoolFlag{Name: "live", Usage: "clear excludeFromLatest"},
 			&cli.StringSliceFlag{Name: "add-region", Usage: "NAME[=REPLICAS] to replicate to (repeatable)"},
 			&cli.StringFlag{Name: "copy-to", Usage: "copy the version to this image definition"},
@@ -178,164 +275,166 @@ func promoteCommand() *cli.Command {
 			&cli.StringFlag{Name: "copy-to-resource-group", Usage: "with --copy-to-gallery: its resource group (default the source's)"},
 		),
 		Action: func(c *cli.Context) error {
-			if err := checkOutput(c); err != nil {
+			sf, err := a.readStoreFlags(c)
+			if err != nil {
 				return err
 			}
 			if c.NArg() != 1 {
 				return usageErr("promote needs IMAGE@VERSION, e.g. imagebake promote local-demo@1.0.3 --live")
 			}
-			image, version := parseImageRef(c.Args().First())
-			if _, err := gallery.ParseVersion(version); err != nil {
+			f := promoteFlags{storeFlags: sf, live: c.Bool("live"), copyTo: c.String("copy-to"),
+				copyToGalleryDir: c.String("copy-to-gallery-dir"), copyToGallery: c.String("copy-to-gallery"), copyToResourceGroup: c.String("copy-to-resource-group")}
+			f.image, f.version = parseImageRef(c.Args().First())
+			if _, err := gallery.ParseVersion(f.version); err != nil {
 				return usageErr("promote %s: give an exact @VERSION: %v", c.Args().First(), err)
 			}
-			var regions []gallery.Region
 			for _, s := range c.StringSlice("add-region") {
 				r, err := parseRegion(s)
 				if err != nil {
 					return usageErr("%v", err)
 				}
-				regions = append(regions, r)
+				f.regions = append(f.regions, r)
 			}
-			copyTo := c.String("copy-to")
-			if !c.Bool("live") && len(regions) == 0 && copyTo == "" {
+			if !f.live && len(f.regions) == 0 && f.copyTo == "" {
 				return usageErr("promote: nothing to do; give --live, --add-region or --copy-to")
 			}
-			store, err := storeFor(c, image)
-			if err != nil {
-				return err
-			}
-			var dst gallery.Store
-			if copyTo != "" {
-				if dst, err = copyTarget(c, store, copyTo); err != nil {
-					return err
-				}
-			}
-			res := releaseResult{Command: "promote", Image: image, Applied: true}
-			steps := []func() ([]release.Change, error){}
-			if copyTo != "" {
-				// First, so a failed copy leaves the source as it was.
-				steps = append(steps, func() ([]release.Change, error) {
-					return release.Copy(c.Context, store, image, version, dst, copyTo)
-				})
-			}
-			if len(regions) > 0 {
-				steps = append(steps, func() ([]release.Change, error) {
-					return release.AddRegions(c.Context, store, image, version, regions)
-				})
-			}
-			if c.Bool("live") {
-				steps = append(steps, func() ([]release.Change, error) {
-					return release.MakeLive(c.Context, store, image, version)
-				})
-			}
-			for _, step := range steps {
-				ch, err := step()
-				res.Changes = append(res.Changes, ch...)
-				if err != nil {
-					return reportRelease(c, store, res, err)
-				}
-			}
-			return reportRelease(c, store, res, nil)
+			return a.runPromote(c.Context, f)
 		},
 	}
 }
 
+func (a *app) runPromote(ctx context.Context, f promoteFlags) error {
+	store, err := a.store(&f.storeFlags, f.image)
+	if err != nil {
+		return err
+	}
+	opts := release.PromoteOptions{AddRegions: f.regions, Live: f.live}
+	if f.copyTo != "" {
+		dst, err := a.copyTarget(&f, store)
+		if err != nil {
+			return err
+		}
+		opts.CopyTo = release.CopyTarget{Store: dst, Image: f.copyTo}
+	}
+	changes, err := release.Promote(ctx, store, f.image, f.version, opts)
+	return a.reportRelease(ctx, f.out, store, releaseResult{Command: "promote", Image: f.image, Applied: true, Changes: changes}, err)
+}
+
 // copyTarget is the store promote --copy-to creates the copy in.
-func copyTarget(c *cli.Context, store gallery.Store, image string) (gallery.Store, error) {
-	if err := gallery.ValidateImageName(image); err != nil {
+func (a *app) copyTarget(f *promoteFlags, store gallery.Store) (gallery.Store, error) {
+	if err := gallery.ValidateImageName(f.copyTo); err != nil {
 		return nil, usageErr("--copy-to: %v", err)
 	}
-	switch c.String("target") {
+	switch f.target {
 	case "local":
-		if d := c.String("copy-to-gallery-dir"); d != "" {
-			return localStoreAt(c, d), nil
+		if f.copyToGalleryDir != "" {
+			return a.localStore(f.copyToGalleryDir)
 		}
 	case "azure":
-		if g := c.String("copy-to-gallery"); g != "" {
-			rg := firstNonEmpty(c.String("copy-to-resource-group"), c.String("gallery-resource-group"))
-			return azureStoreFor(c, rg, g)
+		if f.copyToGallery != "" {
+			rg, rgFlag := f.copyToResourceGroup, "--copy-to-resource-group"
+			if rg == "" {
+				rg, rgFlag = f.resourceGroup, "--gallery-resource-group"
+			}
+			return a.azureStore(&f.storeFlags, rg, f.copyToGallery, rgFlag, "--copy-to-gallery")
 		}
 	}
 	return store, nil
 }
 
-func rollbackCommand() *cli.Command {
+type rollbackFlags struct {
+	storeFlags
+	image, to string
+}
+
+func (a *app) rollbackCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "rollback",
 		Usage:     "make \"latest\" resolve to an older version again",
 		ArgsUsage: "IMAGE",
 		Description: "Makes --to live and sets excludeFromLatest on every succeeded version numbered above it.\n" +
 			"Nothing is deleted: promote --live undoes it. Running it again changes nothing.",
-		Flags: append(releaseFlags(),
+		Flags: append(releaseFlagDefs(),
 			&cli.StringFlag{Name: "to", Usage: "the version \"latest\" should resolve to (required)"},
 		),
 		Action: func(c *cli.Context) error {
-			if err := checkOutput(c); err != nil {
+			sf, err := a.readStoreFlags(c)
+			if err != nil {
 				return err
 			}
 			if c.NArg() != 1 || c.String("to") == "" {
 				return usageErr("rollback needs IMAGE and --to VERSION, e.g. imagebake rollback local-demo --to 1.0.2")
 			}
-			image := c.Args().First()
-			if _, err := gallery.ParseVersion(c.String("to")); err != nil {
+			f := rollbackFlags{storeFlags: sf, image: c.Args().First(), to: c.String("to")}
+			if _, err := gallery.ParseVersion(f.to); err != nil {
 				return usageErr("--to: %v", err)
 			}
-			store, err := storeFor(c, image)
-			if err != nil {
-				return err
-			}
-			ch, err := release.Rollback(c.Context, store, image, c.String("to"))
-			return reportRelease(c, store, releaseResult{Command: "rollback", Image: image, Applied: true, Changes: ch}, err)
+			return a.runRollback(c.Context, f)
 		},
 	}
 }
 
-func pruneCommand() *cli.Command {
+func (a *app) runRollback(ctx context.Context, f rollbackFlags) error {
+	store, err := a.store(&f.storeFlags, f.image)
+	if err != nil {
+		return err
+	}
+	ch, err := release.Rollback(ctx, store, f.image, f.to)
+	return a.reportRelease(ctx, f.out, store, releaseResult{Command: "rollback", Image: f.image, Applied: true, Changes: ch}, err)
+}
+
+type pruneFlags struct {
+	storeFlags
+	image string
+	opts  release.PruneOptions
+	yes   bool
+}
+
+func (a *app) pruneCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "prune",
 		Usage:     "delete old versions (prints the plan; deletes only with --yes)",
 		ArgsUsage: "IMAGE",
 		Description: "Never deletes the version \"latest\" resolves to, nor the --keep highest versions; with\n" +
 			"--older-than only versions published longer ago than that (30d, 12h).",
-		Flags: append(releaseFlags(),
+		Flags: append(releaseFlagDefs(),
 			&cli.IntFlag{Name: "keep", Usage: "how many of the highest versions to keep (required)"},
 			&cli.StringFlag{Name: "older-than", Usage: "only delete versions published longer ago than this (e.g. 30d)"},
 			&cli.BoolFlag{Name: "yes", Usage: "delete; without it prune only prints what it would delete"},
 		),
 		Action: func(c *cli.Context) error {
-			if err := checkOutput(c); err != nil {
+			sf, err := a.readStoreFlags(c)
+			if err != nil {
 				return err
 			}
 			if c.NArg() != 1 || !c.IsSet("keep") {
 				return usageErr("prune needs IMAGE and --keep N, e.g. imagebake prune local-demo --keep 5 --older-than 30d")
 			}
-			opts := release.PruneOptions{Keep: c.Int("keep")}
-			if opts.Keep < 0 {
-				return usageErr("--keep %d: must not be negative", opts.Keep)
+			f := pruneFlags{storeFlags: sf, image: c.Args().First(), opts: release.PruneOptions{Keep: c.Int("keep")}, yes: c.Bool("yes")}
+			if f.opts.Keep < 0 {
+				return usageErr("--keep %d: must not be negative", f.opts.Keep)
 			}
 			if s := c.String("older-than"); s != "" {
 				d, err := recipes.ParseDuration(s)
 				if err != nil || d <= 0 {
 					return usageErr("--older-than %q: want a positive duration such as 30d or 12h", s)
 				}
-				opts.OlderThan = d
+				f.opts.OlderThan = d
 			}
-			image := c.Args().First()
-			store, err := storeFor(c, image)
-			if err != nil {
-				return err
-			}
-			plan, err := release.PlanPrune(c.Context, store, image, opts)
-			if err != nil || !c.Bool("yes") {
-				return reportRelease(c, store, releaseResult{Command: "prune", Image: image, Changes: plan}, err)
-			}
-			done, err := release.ApplyPrune(c.Context, store, image, plan)
-			return reportRelease(c, store, releaseResult{Command: "prune", Image: image, Applied: true, Changes: done}, err)
+			return a.runPrune(c.Context, f)
 		},
 	}
 }
 
-// localStoreAt is the local gallery in dir.
-func localStoreAt(c *cli.Context, dir string) gallery.Store {
-	return local.New(dir, logger(c))
+func (a *app) runPrune(ctx context.Context, f pruneFlags) error {
+	store, err := a.store(&f.storeFlags, f.image)
+	if err != nil {
+		return err
+	}
+	plan, err := release.PlanPrune(ctx, store, f.image, f.opts)
+	if err != nil || !f.yes {
+		return a.reportRelease(ctx, f.out, store, releaseResult{Command: "prune", Image: f.image, Changes: plan}, err)
+	}
+	done, err := release.ApplyPrune(ctx, store, f.image, plan)
+	return a.reportRelease(ctx, f.out, store, releaseResult{Command: "prune", Image: f.image, Applied: true, Changes: done}, err)
 }

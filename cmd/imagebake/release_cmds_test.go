@@ -1,42 +1,23 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
-	"github.com/urfave/cli/v2"
-
 	"github.com/imagebake/imagebake/gallery"
 	"github.com/imagebake/imagebake/gallery/local"
 	"github.com/imagebake/imagebake/release"
 )
 
-// runRelease runs the app with the release commands in process, as run
-// does (main.go registers them; this test does not depend on that).
+// runRelease runs the release commands through the real run().
 func runRelease(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	var out, errb bytes.Buffer
-	app := newApp(&out, &errb)
-	app.Metadata = map[string]any{}
-	err := app.RunContext(context.Background(), interspersed(app, append([]string{"imagebake"}, args...)))
-	var ec cli.ExitCoder
-	switch {
-	case err == nil:
-	case errors.As(err, &ec):
-		code = ec.ExitCode()
-		errb.WriteString(err.Error())
-	default:
-		code = exitUsage
-		errb.WriteString(err.Error())
-	}
-	return code, out.String(), errb.String()
+	return runCLI(t, args...)
 }
 
 // releaseGallery makes a local gallery holding versions of demo; names

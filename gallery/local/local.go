@@ -9,8 +9,15 @@
 //
 // os.Mkdir of the version directory reserves the name atomically, so two
 // processes can never both create one version. A version directory without
-// version.json is being created (or its creator crashed) and is listed as
-// Creating (or Failed); it can be deleted.
+// version.json but with the creator's marker (.creating) is being created
+// and is listed as Creating, or as Failed once its creator is gone; a
+// Creating version cannot be deleted.
+//
+// The directory name is the version: metadata that names another version
+// or image marks a damaged version (listed as Failed under its directory's
+// name). Only what imagebake made is a version: a folder with neither
+// version.json nor a marker is ignored, and symbolic links (image folder,
+// version folder, metadata) are never followed.
 package local
 
 import (
@@ -46,10 +53,22 @@ const (
 // Region is the only region of a local gallery.
 const Region = "local"
 
-// A version directory without a readable creatingFile is taken to be in
-// progress for this long after it was made (its creator may not have
-// written the file yet), and crashed after that.
+// A version directory whose creatingFile is unreadable is taken to be in
+// progress for this long after the file was written, and crashed after
+// that.
 const markerGrace = time.Minute
+
+// A creation started on another host (a shared gallery folder) cannot be
+// checked for a live creator: it counts as in progress for this long.
+const foreignHostGrace = 24 * time.Hour
+
+// ErrInProgress means a version is still being created by a live process:
+// Delete refuses it.
+var ErrInProgress = errors.New("being created by a live process")
+
+// errNotVersion marks directory entries that are not versions imagebake
+// made; it is returned wrapped together with gallery.ErrNotFound.
+var errNotVersion = errors.New("not a version imagebake made")
 
 const metadataSchema = 1
 
@@ -110,7 +129,10 @@ type diskInfo struct {
 }
 
 type marker struct {
-	PID       int       `json:"pid"`
+	PID int `json:"pid"`
+	// PIDStart is the creator's start time as /proc shows it, so that a
+	// later process reusing the PID is not taken for the creator.
+	PIDStart  string    `json:"pidStart,omitempty"`
 	Host      string    `json:"host"`
 	StartedAt time.Time `json:"startedAt"`
 }
@@ -119,12 +141,33 @@ func versionErr(image, version string, err error) error {
 	return fmt.Errorf("gallery image %s version %s: %w", image, version, err)
 }
 
-// imageDir validates image and returns its directory.
+// imageDir validates image and returns its directory, which must not be a
+// symbolic link: deleting through one would delete outside the gallery.
 func (s *Store) imageDir(image string) (string, error) {
 	if err := gallery.ValidateImageName(image); err != nil {
 		return "", err
 	}
-	return filepath.Join(s.root, image), nil
+	dir := filepath.Join(s.root, image)
+	if err := checkRealDir(dir); err != nil {
+		return "", fmt.Errorf("gallery image %s: %w", image, err)
+	}
+	return dir, nil
+}
+
+// checkRealDir accepts a missing path or a real directory, nothing else.
+func checkRealDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("%s is a symbolic link; the local gallery never follows one", dir)
+	case !fi.IsDir():
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	return nil
 }
 
 // versionDir validates image and version and returns the version's directory.
@@ -169,6 +212,11 @@ func (s *Store) List(ctx context.Context, image string) ([]gallery.ImageVersion,
 			continue
 		}
 		iv, err := s.read(image, name)
+		if errors.Is(err, errNotVersion) {
+			s.log.Warn("ignoring a folder of the local gallery that imagebake did not make",
+				"image", image, "name", name, "err", err)
+			continue
+		}
 		if errors.Is(err, gallery.ErrNotFound) { // deleted while we listed
 			continue
 		}
@@ -193,13 +241,32 @@ func (s *Store) Get(ctx context.Context, image, version string) (gallery.ImageVe
 }
 
 // read returns the version in dir as it is now: from its metadata once
-// written, else as a creation in progress or crashed.
+// written, else as a creation in progress or crashed. The name is always
+// the directory's.
 func (s *Store) read(image, version string) (gallery.ImageVersion, error) {
 	dir := filepath.Join(s.root, image, version)
+	fi, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return gallery.ImageVersion{}, versionErr(image, version, gallery.ErrNotFound)
+	}
+	if err != nil {
+		return gallery.ImageVersion{}, versionErr(image, version, err)
+	}
+	if !fi.IsDir() { // a symlink too: never followed
+		return gallery.ImageVersion{}, versionErr(image, version,
+			fmt.Errorf("%w: %w: %s is not a directory (symbolic links are never followed)", gallery.ErrNotFound, errNotVersion, dir))
+	}
 	m, err := readMetadata(dir)
 	switch {
 	case err == nil:
-		return toImageVersion(dir, m), nil
+		if damage := checkMetadata(image, version, dir, m); damage != "" {
+			// Listed under the directory's name, so that it can be seen and
+			// deleted, but never usable: it cannot move latest or stand in
+			// for the version its metadata names.
+			s.log.Warn("local gallery version is damaged", "image", image, "version", version, "reason", damage)
+			return gallery.ImageVersion{Name: version, ID: dir, ProvisioningState: gallery.StateFailed, PublishedAt: m.CreatedAt}, nil
+		}
+		return toImageVersion(dir, version, m), nil
 	case errors.Is(err, fs.ErrNotExist):
 		return s.readIncomplete(image, version, dir)
 	default:
@@ -210,9 +277,37 @@ func (s *Store) read(image, version string) (gallery.ImageVersion, error) {
 	}
 }
 
+// checkMetadata says what is wrong with a version's metadata, or "".
+func checkMetadata(image, version, dir string, m metadata) string {
+	switch {
+	case m.Version != version:
+		return fmt.Sprintf("%s names version %q, but its directory is %s", MetadataFile, m.Version, version)
+	case m.Image != image:
+		return fmt.Sprintf("%s names image %q, but it is in %s", MetadataFile, m.Image, image)
+	case m.Disk.File != DiskFile:
+		return fmt.Sprintf("%s names disk file %q, not %s", MetadataFile, m.Disk.File, DiskFile)
+	}
+	if m.ProvisioningState == gallery.StateSucceeded {
+		if fi, err := os.Lstat(filepath.Join(dir, DiskFile)); err != nil || !fi.Mode().IsRegular() {
+			return fmt.Sprintf("its disk %s is missing or not a regular file", DiskFile)
+		}
+	}
+	return ""
+}
+
+// readFileNoFollow reads dir/name, refusing a symbolic link.
+func readFileNoFollow(dir, name string) ([]byte, error) {
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDONLY|openNoFollow, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
 func readMetadata(dir string) (metadata, error) {
 	var m metadata
-	data, err := os.ReadFile(filepath.Join(dir, MetadataFile))
+	data, err := readFileNoFollow(dir, MetadataFile)
 	if err != nil {
 		return m, err
 	}
@@ -222,17 +317,26 @@ func readMetadata(dir string) (metadata, error) {
 	return m, nil
 }
 
+// readIncomplete reads a version directory without metadata: Creating
+// while its creator (named by the marker) lives, Failed after. Without a
+// marker it is not a version at all: imagebake writes one right after the
+// reservation, so a bare folder is someone else's (or from a creator killed
+// in that instant), and is neither listed nor deleted.
 func (s *Store) readIncomplete(image, version, dir string) (gallery.ImageVersion, error) {
-	fi, err := os.Stat(dir)
+	fi, err := os.Lstat(filepath.Join(dir, creatingFile))
 	if errors.Is(err, fs.ErrNotExist) {
-		return gallery.ImageVersion{}, versionErr(image, version, gallery.ErrNotFound)
+		if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) { // deleted meanwhile
+			return gallery.ImageVersion{}, versionErr(image, version, gallery.ErrNotFound)
+		}
+		return gallery.ImageVersion{}, versionErr(image, version,
+			fmt.Errorf("%w: %w: %s has neither %s nor %s", gallery.ErrNotFound, errNotVersion, dir, MetadataFile, creatingFile))
 	}
 	if err != nil {
 		return gallery.ImageVersion{}, versionErr(image, version, err)
 	}
 	iv := gallery.ImageVersion{Name: version, ID: dir, ProvisioningState: gallery.StateCreating, PublishedAt: fi.ModTime().UTC()}
 	var mk marker
-	data, err := os.ReadFile(filepath.Join(dir, creatingFile))
+	data, err := readFileNoFollow(dir, creatingFile)
 	if err == nil {
 		err = json.Unmarshal(data, &mk)
 	}
@@ -246,15 +350,32 @@ func (s *Store) readIncomplete(image, version, dir string) (gallery.ImageVersion
 		return iv, nil
 	}
 	iv.PublishedAt = mk.StartedAt
-	if host, _ := os.Hostname(); mk.Host == host && !processAlive(mk.PID) {
+	if !creatorAlive(mk) {
 		iv.ProvisioningState = gallery.StateFailed
 	}
 	return iv, nil
 }
 
-func toImageVersion(dir string, m metadata) gallery.ImageVersion {
+// creatorAlive reports whether the process named by a creation marker may
+// still be creating the version.
+func creatorAlive(mk marker) bool {
+	if host, _ := os.Hostname(); mk.Host != host {
+		return time.Since(mk.StartedAt) < foreignHostGrace
+	}
+	if !processAlive(mk.PID) {
+		return false
+	}
+	if mk.PIDStart != "" {
+		if now := procStart(mk.PID); now != "" && now != mk.PIDStart {
+			return false // the PID was reused
+		}
+	}
+	return true
+}
+
+func toImageVersion(dir, version string, m metadata) gallery.ImageVersion {
 	iv := gallery.ImageVersion{
-		Name:              m.Version,
+		Name:              version,
 		ID:                dir,
 		ProvisioningState: m.ProvisioningState,
 		PublishedAt:       m.CreatedAt,
@@ -311,6 +432,10 @@ func (s *Store) Create(ctx context.Context, image string, req gallery.CreateRequ
 	if err := os.Mkdir(filepath.Dir(dir), 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return gallery.ImageVersion{}, fmt.Errorf("gallery image %s: %w", image, err)
 	}
+	// Mkdir of an existing symlink says "exists": check again.
+	if err := checkRealDir(filepath.Dir(dir)); err != nil {
+		return gallery.ImageVersion{}, fmt.Errorf("gallery image %s: %w", image, err)
+	}
 	// The reservation: exactly one Mkdir of a name succeeds, across processes.
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		if errors.Is(err, fs.ErrExist) {
@@ -346,7 +471,8 @@ type creation struct {
 func (c *creation) run(ctx context.Context) error {
 	host, _ := os.Hostname()
 	now := time.Now().UTC()
-	if err := writeJSON(c.dir, creatingFile, marker{PID: os.Getpid(), Host: host, StartedAt: now}, 0o644); err != nil {
+	mk := marker{PID: os.Getpid(), PIDStart: procStart(os.Getpid()), Host: host, StartedAt: now}
+	if err := writeJSON(c.dir, creatingFile, mk, 0o644); err != nil {
 		return err
 	}
 	size, sum, err := c.ingest(ctx)
@@ -402,6 +528,11 @@ func (c *creation) ingest(ctx context.Context) (int64, string, error) {
 		}
 	}
 	if moved {
+		// A renamed disk keeps its mode: make it private, as a copy is
+		// (the disk holds the guest's SSH host private keys).
+		if err := os.Chmod(tmp, 0o600); err != nil {
+			return 0, "", err
+		}
 		size, sum, err = hashFile(ctx, tmp)
 	} else {
 		size, sum, err = copyFile(ctx, c.req.Source, tmp)
@@ -548,14 +679,16 @@ func (s *Store) Update(ctx context.Context, image, version string, u gallery.Upd
 	if err := ctx.Err(); err != nil {
 		return gallery.ImageVersion{}, err
 	}
-	m, err := readMetadata(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		iv, err := s.readIncomplete(image, version, dir)
-		if err != nil {
-			return gallery.ImageVersion{}, err
-		}
+	// read applies every check (a real directory, imagebake's, metadata
+	// that matches its directory).
+	iv, err := s.read(image, version)
+	if err != nil {
+		return gallery.ImageVersion{}, err
+	}
+	if iv.ProvisioningState != gallery.StateSucceeded {
 		return gallery.ImageVersion{}, versionErr(image, version, fmt.Errorf("provisioning state %s: cannot update", iv.ProvisioningState))
 	}
+	m, err := readMetadata(dir)
 	if err != nil {
 		return gallery.ImageVersion{}, versionErr(image, version, err)
 	}
@@ -582,7 +715,9 @@ func (s *Store) Update(ctx context.Context, image, version string, u gallery.Upd
 	return s.read(image, version)
 }
 
-// Delete removes a version in any state; gallery.ErrNotFound if it does not exist.
+// Delete removes a version in any state but Creating; gallery.ErrNotFound
+// if it does not exist or is not a version imagebake made (a plain folder,
+// a symbolic link), and ErrInProgress while a live process creates it.
 func (s *Store) Delete(ctx context.Context, image, version string) error {
 	dir, err := s.versionDir(image, version)
 	if err != nil {
@@ -590,6 +725,13 @@ func (s *Store) Delete(ctx context.Context, image, version string) error {
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	iv, err := s.read(image, version)
+	if err != nil {
+		return err
+	}
+	if iv.ProvisioningState == gallery.StateCreating {
+		return versionErr(image, version, ErrInProgress)
 	}
 	if err := removeVersionDir(dir); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

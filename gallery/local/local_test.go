@@ -389,11 +389,13 @@ func TestIncompleteVersions(t *testing.T) {
 		mtime   time.Time
 		want    string
 	}{
-		{version: "1.0.1", marker: &marker{PID: os.Getpid(), Host: host}, want: gallery.StateCreating},
+		{version: "1.0.1", marker: &marker{PID: os.Getpid(), PIDStart: procStart(os.Getpid()), Host: host}, want: gallery.StateCreating},
 		{version: "1.0.2", marker: &marker{PID: dead.Process.Pid, Host: host}, want: gallery.StateFailed},
-		{version: "1.0.3", marker: &marker{PID: dead.Process.Pid, Host: "another-host"}, want: gallery.StateCreating},
-		{version: "1.0.4", want: gallery.StateCreating},                              // just reserved, marker not yet written
-		{version: "1.0.5", mtime: old, want: gallery.StateFailed},                    // crashed before the marker
+		// Another host's creator cannot be checked: in progress for a day.
+		{version: "1.0.3", marker: &marker{PID: dead.Process.Pid, Host: "another-host", StartedAt: time.Now()}, want: gallery.StateCreating},
+		{version: "1.0.4", marker: &marker{PID: dead.Process.Pid, Host: "another-host", StartedAt: time.Now().Add(-48 * time.Hour)}, want: gallery.StateFailed},
+		// This PID, but another process: the creator's PID was reused.
+		{version: "1.0.5", marker: &marker{PID: os.Getpid(), PIDStart: "1", Host: host}, want: gallery.StateFailed},
 		{version: "1.0.6", marker: &marker{}, mtime: old, want: gallery.StateFailed}, // damaged marker
 	}
 	for _, tt := range tests {
@@ -411,7 +413,7 @@ func TestIncompleteVersions(t *testing.T) {
 			}
 		}
 		if !tt.mtime.IsZero() {
-			if err := os.Chtimes(dir, tt.mtime, tt.mtime); err != nil {
+			if err := os.Chtimes(filepath.Join(dir, creatingFile), tt.mtime, tt.mtime); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -447,9 +449,22 @@ func TestIncompleteVersions(t *testing.T) {
 	if err != nil || iv.Name != "1.0.7" {
 		t.Errorf("Publish = %s, %v; want 1.0.7", iv.Name, err)
 	}
-	// Crashed versions can be deleted.
+	// Crashed versions can be deleted; versions in progress cannot (issue 12 #9).
 	if err := s.Delete(ctx, "img", "1.0.2"); err != nil {
 		t.Fatal(err)
+	}
+	for _, v := range []string{"1.0.1", "1.0.3"} {
+		if err := s.Delete(ctx, "img", v); !errors.Is(err, ErrInProgress) {
+			t.Errorf("Delete of %s, in progress: %v, want ErrInProgress", v, err)
+		}
+		if _, err := os.Stat(filepath.Join(root, "img", v)); err != nil {
+			t.Errorf("%s removed: %v", v, err)
+		}
+	}
+	for _, v := range []string{"1.0.4", "1.0.5", "1.0.6"} {
+		if err := s.Delete(ctx, "img", v); err != nil {
+			t.Errorf("Delete of crashed %s: %v", v, err)
+		}
 	}
 	if _, err := s.Get(ctx, "img", "1.0.2"); !errors.Is(err, gallery.ErrNotFound) {
 		t.Errorf("Get after Delete: %v", err)

@@ -2,7 +2,12 @@
 // recorded on every image version it publishes.
 package buildinfo
 
-import "runtime/debug"
+import (
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+)
 
 // Version is set at link time by the Makefile (-X); "dev" otherwise.
 var Version = "dev"
@@ -30,4 +35,32 @@ func Get() Info {
 		}
 	}
 	return info
+}
+
+// SourceCommit is the commit checked out in the git work tree that holds
+// file (a recipe), read from .git/HEAD without running git; "" when file
+// is not in a work tree or the ref cannot be read. It looks at most ten
+// folders up.
+func SourceCommit(file string) string {
+	dir := filepath.Dir(file)
+	for i := 0; i < 10; i++ {
+		head, err := os.ReadFile(filepath.Join(dir, ".git", "HEAD"))
+		if err == nil {
+			ref := strings.TrimSpace(string(head))
+			if name, ok := strings.CutPrefix(ref, "ref: "); ok {
+				b, err := os.ReadFile(filepath.Join(dir, ".git", name))
+				if err != nil {
+					return ""
+				}
+				return strings.TrimSpace(string(b))
+			}
+			return ref
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	return ""
 }

@@ -9,17 +9,17 @@ import (
 // qemuConfig is everything qemuArgs needs; kept apart from Machine so the
 // command line can be tested without starting anything.
 type qemuConfig struct {
-	Accel      Accel
-	MemoryMiB  int
-	CPUs       int
-	Disk       string // the overlay the guest writes to
-	Kernel     string // empty: boot from the disk's own boot loader
-	Initrd     string
-	Append     string
-	DataSource string // "ds=nocloud-net;s=http://10.0.2.2:PORT/"
-	SSHPort    int    // host loopback port forwarded to the guest's port 22
-	SerialLog  string
-	QMPSocket  string
+	Accel     Accel
+	MemoryMiB int
+	CPUs      int
+	Disk      string // the overlay the guest writes to
+	Kernel    string // empty: boot from the disk's own boot loader
+	Initrd    string
+	Append    string
+	SeedDisk  string // the cidata ISO image; empty: no seed
+	SSHPort   int    // host loopback port forwarded to the guest's port 22
+	SerialLog string
+	QMPSocket string
 }
 
 // optEscape escapes a value for QEMU's comma-separated option syntax, in
@@ -49,18 +49,19 @@ func qemuArgs(c qemuConfig) []string {
 		"-serial", "chardev:serial0",
 		"-qmp", "unix:"+optEscape(c.QMPSocket)+",server=on,wait=off",
 	)
+	if c.SeedDisk != "" {
+		// After the root disk, so the root stays /dev/vda (BaseAppend).
+		// NoCloud finds the seed by its label; nothing about it goes on
+		// the kernel command line, which every local user can read in
+		// QEMU's argv.
+		args = append(args, "-drive", "file="+optEscape(c.SeedDisk)+",if=virtio,format=raw,readonly=on")
+	}
 	if c.Kernel != "" {
-		cmdline := strings.TrimSpace(c.Append + " " + c.DataSource)
 		args = append(args, "-kernel", c.Kernel)
 		if c.Initrd != "" {
 			args = append(args, "-initrd", c.Initrd)
 		}
-		args = append(args, "-append", cmdline)
-	} else if c.DataSource != "" {
-		// A disk with its own boot loader has a kernel command line we do
-		// not control; cloud-init also reads the selector from the SMBIOS
-		// system serial number.
-		args = append(args, "-smbios", "type=1,serial="+optEscape(c.DataSource))
+		args = append(args, "-append", c.Append)
 	}
 	return args
 }

@@ -9,7 +9,7 @@ import (
 func TestQemuArgs(t *testing.T) {
 	base := qemuConfig{
 		MemoryMiB: 2048, CPUs: 2, Disk: "/tmp/m/overlay.qcow2",
-		DataSource: "ds=nocloud-net;s=http://10.0.2.2:4242/", SSHPort: 2222,
+		SeedDisk: "/tmp/m/seed.iso", SSHPort: 2222,
 		SerialLog: "/logs/serial.log", QMPSocket: "/tmp/m/qmp.sock",
 	}
 	withKernel := base
@@ -28,18 +28,19 @@ func TestQemuArgs(t *testing.T) {
 			{"-machine", "q35,accel=tcg"}, {"-cpu", "max"},
 			{"-m", "2048"}, {"-smp", "2"},
 			{"-kernel", "/b/vmlinuz"}, {"-initrd", "/b/initrd.img"},
-			{"-append", "root=/dev/vda rw console=ttyS0 ds=nocloud-net;s=http://10.0.2.2:4242/"},
+			{"-append", "root=/dev/vda rw console=ttyS0"},
+			{"-drive", "file=/tmp/m/seed.iso,if=virtio,format=raw,readonly=on"},
 			{"-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22"},
 			{"-drive", "file=/tmp/m/overlay.qcow2,if=virtio,format=qcow2,discard=unmap"},
 			{"-chardev", "file,id=serial0,path=/logs/serial.log"},
 			{"-qmp", "unix:/tmp/m/qmp.sock,server=on,wait=off"},
-		}, []string{"-smbios", "accel=kvm"}},
+		}, []string{"-smbios", "accel=kvm", "ds=", "10.0.2.2"}},
 		{"kvm with kernel", AccelKVM, withKernel, [][]string{
 			{"-machine", "q35,accel=kvm"}, {"-cpu", "host"},
 		}, []string{"accel=tcg", "-smbios"}},
-		{"bootable disk gets the seed via SMBIOS", AccelTCG, base, [][]string{
-			{"-smbios", "type=1,serial=ds=nocloud-net;s=http://10.0.2.2:4242/"},
-		}, []string{"-kernel", "-append", "-initrd"}},
+		{"bootable disk gets the seed disk too", AccelTCG, base, [][]string{
+			{"-drive", "file=/tmp/m/seed.iso,if=virtio,format=raw,readonly=on"},
+		}, []string{"-kernel", "-append", "-initrd", "-smbios", "ds="}},
 		{"commas in paths are doubled", AccelTCG, commas, [][]string{
 			{"-drive", "file=/tmp/a,,b/overlay.qcow2,if=virtio,format=qcow2,discard=unmap"},
 			{"-chardev", "file,id=serial0,path=/logs/x,,y.log"},
@@ -75,5 +76,22 @@ func TestQemuArgs(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The seed disk follows the root disk, so the root stays /dev/vda.
+func TestQemuArgsSeedAfterRoot(t *testing.T) {
+	args := qemuArgs(qemuConfig{Disk: "/m/overlay.qcow2", SeedDisk: "/m/seed.iso", Kernel: "/b/vmlinuz", Append: BaseAppend})
+	root, seed := -1, -1
+	for i, a := range args {
+		switch {
+		case strings.HasPrefix(a, "file=/m/overlay.qcow2"):
+			root = i
+		case strings.HasPrefix(a, "file=/m/seed.iso"):
+			seed = i
+		}
+	}
+	if root < 0 || seed < 0 || seed < root {
+		t.Errorf("root drive at %d, seed drive at %d in %q; want the seed after the root", root, seed, args)
 	}
 }

@@ -33,7 +33,7 @@ type MachineOptions struct {
 	// DiskSize optionally grows the overlay beyond the base's virtual size
 	// ("10G"); cloud-init's growpart/resizefs then grow the filesystem.
 	DiskSize  string
-	UserData  []byte // cloud-config served as NoCloud user-data
+	UserData  []byte // cloud-config given to the guest as NoCloud user-data
 	Hostname  string // local-hostname in meta-data; "imagebake" when empty
 	MemoryMiB int    // 2048 when zero
 	CPUs      int    // 2 when zero
@@ -44,6 +44,8 @@ type MachineOptions struct {
 	// TempDir is where the machine's temporary directory (overlay, QMP
 	// socket) is created; os.TempDir() when empty.
 	TempDir string
+	// BuildID is recorded in the temporary directory's marker (MarkerFile).
+	BuildID string
 	// Accel forces an accelerator; when empty KVM is used if it works.
 	Accel Accel
 	// StopTimeout bounds how long Stop waits for the guest to power off
@@ -63,7 +65,7 @@ type Machine struct {
 	sshPort     int
 	accel       Accel
 	stopTimeout time.Duration
-	seed        *SeedServer
+	seed        *Seed
 
 	cmd     *exec.Cmd
 	done    chan struct{} // closed when qemu has exited
@@ -80,7 +82,7 @@ type Captured struct {
 	SHA256 string
 }
 
-// Start creates an overlay on opts.Base, serves the seed and boots QEMU. It
+// Start creates an overlay on opts.Base, writes the seed and boots QEMU. It
 // returns once QEMU is up (QMP answers), not once the guest is: use WaitSSH.
 // On error everything Start created is already removed.
 func Start(ctx context.Context, opts MachineOptions) (m *Machine, err error) {
@@ -109,8 +111,13 @@ func Start(ctx context.Context, opts MachineOptions) (m *Machine, err error) {
 		return nil, fmt.Errorf("qemu machine: base disk %s: %w", baseDisk, err)
 	}
 
-	dir, err := os.MkdirTemp(opts.TempDir, "imagebake-qemu-")
+	dir, err := os.MkdirTemp(opts.TempDir, TempDirPrefix)
 	if err != nil {
+		return nil, fmt.Errorf("qemu machine: %w", err)
+	}
+	// Marked at once: gc touches only directories imagebake marked.
+	if err := markDir(dir, opts.BuildID); err != nil {
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("qemu machine: %w", err)
 	}
 	m = &Machine{
@@ -145,7 +152,9 @@ func Start(ctx context.Context, opts MachineOptions) (m *Machine, err error) {
 		return m, fmt.Errorf("qemu machine: overlay: %w", err)
 	}
 
-	m.seed, err = StartSeedServer(SeedConfig{UserData: opts.UserData, Hostname: opts.Hostname})
+	// MkdirTemp made dir 0700: the seed (it holds the host private key)
+	// and the overlay are the caller's alone.
+	m.seed, err = WriteSeed(seedFile(dir), SeedConfig{UserData: opts.UserData, Hostname: opts.Hostname})
 	if err != nil {
 		return m, fmt.Errorf("qemu machine: %w", err)
 	}
@@ -165,7 +174,7 @@ func Start(ctx context.Context, opts MachineOptions) (m *Machine, err error) {
 		cfg := qemuConfig{
 			Accel: m.accel, MemoryMiB: opts.MemoryMiB, CPUs: opts.CPUs, Disk: m.overlay,
 			Kernel: opts.Base.Kernel, Initrd: opts.Base.Initrd, Append: opts.Base.Append,
-			DataSource: m.seed.DataSource(), SSHPort: m.sshPort,
+			SeedDisk: m.seed.Path(), SSHPort: m.sshPort,
 			SerialLog: m.serialLog, QMPSocket: m.qmpSocket,
 		}
 		out, startErr := m.launch(ctx, qemuArgs(cfg))
@@ -183,7 +192,7 @@ func Start(ctx context.Context, opts MachineOptions) (m *Machine, err error) {
 		}
 		m.done = make(chan struct{})
 	}
-	log.Info("qemu started", "accel", m.accel, "ssh", m.SSHAddr(), "seed", m.seed.URL(),
+	log.Info("qemu started", "accel", m.accel, "ssh", m.SSHAddr(), "seed", m.seed.Path(),
 		"serial", m.serialLog, "pid", m.cmd.Process.Pid)
 	return m, nil
 }
@@ -257,8 +266,8 @@ func (m *Machine) SSHAddr() string { return fmt.Sprintf("127.0.0.1:%d", m.sshPor
 // Accel is the accelerator QEMU runs with.
 func (m *Machine) Accel() Accel { return m.accel }
 
-// Seed is the machine's NoCloud seed server.
-func (m *Machine) Seed() *SeedServer { return m.seed }
+// Seed is the machine's NoCloud seed.
+func (m *Machine) Seed() *Seed { return m.seed }
 
 // Overlay is the disk the guest writes to (removed by Destroy).
 func (m *Machine) Overlay() string { return m.overlay }
@@ -439,7 +448,9 @@ func convertImage(ctx context.Context, src, dst string) (Captured, error) {
 	if err != nil {
 		return Captured{}, fmt.Errorf("capture %s: %w", dst, err)
 	}
-	if err := os.Chmod(tmpName, 0o644); err != nil {
+	// The disk holds the guest's SSH host private keys: the owner's only,
+	// like a copy in the local gallery.
+	if err := os.Chmod(tmpName, 0o600); err != nil {
 		return Captured{}, fmt.Errorf("capture %s: %w", dst, err)
 	}
 	if err := os.Rename(tmpName, dst); err != nil {
@@ -449,8 +460,8 @@ func convertImage(ctx context.Context, src, dst string) (Captured, error) {
 	return Captured{Path: dst, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
-// Destroy kills QEMU, stops the seed server and removes the overlay and the
-// temporary directory. Logs in MachineOptions.LogDir are kept. It needs no
+// Destroy kills QEMU and removes the overlay, the seed and the temporary
+// directory. Logs in MachineOptions.LogDir are kept. It needs no
 // context so that it can run from any cleanup, and it is idempotent.
 func (m *Machine) Destroy() error {
 	m.mu.Lock()
@@ -460,16 +471,7 @@ func (m *Machine) Destroy() error {
 	}
 	m.destroyed = true
 	m.kill()
-	var errs []error
-	if m.seed != nil {
-		if err := m.seed.Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
 	if err := os.RemoveAll(m.dir); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("qemu machine destroy: %w", err)
 	}
 	return nil

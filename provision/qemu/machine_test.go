@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,15 +86,8 @@ func TestMachineOverlayCaptureDestroy(t *testing.T) {
 	if !strings.HasPrefix(m.Overlay(), tmpParent) {
 		t.Errorf("overlay %s not in the temp dir %s", m.Overlay(), tmpParent)
 	}
-	// The seed is served while the machine runs.
-	resp, err := http.Get(m.Seed().URL() + "user-data")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(body) != "#cloud-config\n" {
-		t.Errorf("seed user-data = %q", body)
+	if !strings.HasPrefix(m.Seed().Path(), tmpParent) {
+		t.Errorf("seed %s not in the temp dir %s", m.Seed().Path(), tmpParent)
 	}
 
 	ctx := context.Background()
@@ -124,14 +115,14 @@ func TestMachineOverlayCaptureDestroy(t *testing.T) {
 	}
 	checkCaptured(t, img)
 
-	pid, sshPort, seedPort := m.cmd.Process.Pid, m.sshPort, m.Seed().Port()
+	pid, sshPort := m.cmd.Process.Pid, m.sshPort
 	if err := m.Destroy(); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Destroy(); err != nil {
 		t.Errorf("second Destroy: %v", err)
 	}
-	assertNoLeftovers(t, pid, sshPort, seedPort, tmpParent)
+	assertNoLeftovers(t, pid, sshPort, tmpParent)
 	if _, err := m.Capture(ctx, filepath.Join(outDir, "again.qcow2")); err == nil {
 		t.Error("Capture after Destroy succeeded")
 	}
@@ -151,7 +142,7 @@ func TestMachineOverlayCaptureDestroy(t *testing.T) {
 func TestMachineDestroyWhileRunning(t *testing.T) {
 	needQEMU(t)
 	m, tmpParent := startTiny(t, MachineOptions{Base: tinyBase(t)})
-	pid, sshPort, seedPort := m.cmd.Process.Pid, m.sshPort, m.Seed().Port()
+	pid, sshPort := m.cmd.Process.Pid, m.sshPort
 	// The forwarded port is QEMU's while it runs.
 	if _, err := freePortIs(sshPort); err == nil {
 		t.Errorf("ssh port %d not held by qemu", sshPort)
@@ -159,7 +150,7 @@ func TestMachineDestroyWhileRunning(t *testing.T) {
 	if err := m.Destroy(); err != nil {
 		t.Fatal(err)
 	}
-	assertNoLeftovers(t, pid, sshPort, seedPort, tmpParent)
+	assertNoLeftovers(t, pid, sshPort, tmpParent)
 	if err := m.Wait(context.Background()); err == nil {
 		t.Error("Wait after a kill reported a clean exit")
 	}
@@ -203,4 +194,58 @@ func freePortIs(port int) (int, error) {
 	}
 	ln.Close()
 	return port, nil
+}
+
+// The seed holds the build VM's SSH host private key: no other local user
+// may read it, neither from QEMU's argv (world-readable in /proc) nor from a
+// file or a port.
+func TestSeedStaysPrivate(t *testing.T) {
+	needQEMU(t)
+	const secret = "not-for-other-users-7f3a"
+	m, tmpParent := startTiny(t, MachineOptions{Base: tinyBase(t), UserData: []byte("#cloud-config\n# " + secret + "\n")})
+	raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(m.cmd.Process.Pid), "cmdline"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	argv := strings.ReplaceAll(string(raw), "\x00", " ")
+	for _, leak := range []string{secret, "ds=", "s=http", "10.0.2.2"} {
+		if strings.Contains(argv, leak) {
+			t.Errorf("qemu argv (readable by every user) contains %q: %s", leak, argv)
+		}
+	}
+	if !strings.Contains(argv, m.Seed().Path()) {
+		t.Errorf("qemu argv %s does not attach the seed %s", argv, m.Seed().Path())
+	}
+	fi, err := os.Stat(m.Seed().Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		t.Errorf("seed mode %v: readable by others", fi.Mode().Perm())
+	}
+	di, err := os.Stat(filepath.Dir(m.Seed().Path()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if di.Mode().Perm()&0o077 != 0 || !strings.HasPrefix(di.Name(), "imagebake-qemu-") || filepath.Dir(filepath.Dir(m.Seed().Path())) != tmpParent {
+		t.Errorf("seed folder %s mode %v, want the machine's private temp folder", di.Name(), di.Mode().Perm())
+	}
+}
+
+// A captured disk holds the guest's host keys: it is the owner's only (a
+// copy into the local gallery is 0600 too).
+func TestCapturePrivate(t *testing.T) {
+	needQEMU(t)
+	out := filepath.Join(t.TempDir(), "captured.qcow2")
+	img, err := convertImage(context.Background(), tinyBase(t).Disk, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(img.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("captured disk mode %v, want 0600", fi.Mode().Perm())
+	}
 }
