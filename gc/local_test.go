@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagebake/imagebake/internal/proc"
 	"github.com/imagebake/imagebake/provision/qemu"
 )
 
@@ -118,7 +119,7 @@ func TestGCLocalOnlyWhatIsOurs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	writeMarker(t, live, os.Getuid(), os.Getpid(), qemu.ProcStart(os.Getpid()))
+	writeMarker(t, live, os.Getuid(), os.Getpid(), proc.Start(os.Getpid()))
 	// A marker that is a symlink to a good marker elsewhere does not count.
 	markDead(t, symMarker)
 	if err := os.Rename(filepath.Join(symMarker, qemu.MarkerFile), filepath.Join(tmp, "elsewhere.json")); err != nil {

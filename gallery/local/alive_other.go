@@ -7,5 +7,3 @@ const openNoFollow = 0
 // processAlive cannot tell here, so a half-created version stays Creating
 // rather than being called Failed while its creator may still run.
 func processAlive(int) bool { return true }
-
-func procStart(int) string { return "" }

@@ -39,6 +39,8 @@ import (
 	"time"
 
 	"github.com/imagebake/imagebake/gallery"
+	"github.com/imagebake/imagebake/internal/ctxio"
+	"github.com/imagebake/imagebake/internal/proc"
 )
 
 // File names inside a version directory.
@@ -366,7 +368,7 @@ func creatorAlive(mk marker) bool {
 		return false
 	}
 	if mk.PIDStart != "" {
-		if now := procStart(mk.PID); now != "" && now != mk.PIDStart {
+		if now := proc.Start(mk.PID); now != "" && now != mk.PIDStart {
 			return false // the PID was reused
 		}
 	}
@@ -471,7 +473,7 @@ type creation struct {
 func (c *creation) run(ctx context.Context) error {
 	host, _ := os.Hostname()
 	now := time.Now().UTC()
-	mk := marker{PID: os.Getpid(), PIDStart: procStart(os.Getpid()), Host: host, StartedAt: now}
+	mk := marker{PID: os.Getpid(), PIDStart: proc.Start(os.Getpid()), Host: host, StartedAt: now}
 	if err := writeJSON(c.dir, creatingFile, mk, 0o644); err != nil {
 		return err
 	}
@@ -565,19 +567,6 @@ func (c *creation) undo() {
 	}
 }
 
-// ctxReader stops a long copy when ctx is done.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
-}
-
 const copyBufferSize = 1 << 20
 
 func copyFile(ctx context.Context, src, dst string) (int64, string, error) {
@@ -592,7 +581,7 @@ func copyFile(ctx context.Context, src, dst string) (int64, string, error) {
 		return 0, "", err
 	}
 	h := sha256.New()
-	n, err := io.CopyBuffer(io.MultiWriter(out, h), ctxReader{ctx, in}, make([]byte, copyBufferSize))
+	n, err := io.CopyBuffer(io.MultiWriter(out, h), ctxio.Reader(ctx, in), make([]byte, copyBufferSize))
 	if err == nil {
 		err = out.Sync()
 	}
@@ -612,7 +601,7 @@ func hashFile(ctx context.Context, path string) (int64, string, error) {
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.CopyBuffer(h, ctxReader{ctx, f}, make([]byte, copyBufferSize))
+	n, err := io.CopyBuffer(h, ctxio.Reader(ctx, f), make([]byte, copyBufferSize))
 	if err != nil {
 		return 0, "", fmt.Errorf("hashing disk: %w", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/imagebake/imagebake/gallery"
+	"github.com/imagebake/imagebake/internal/proc"
 )
 
 func sum(b []byte) string {
@@ -389,7 +390,7 @@ func TestIncompleteVersions(t *testing.T) {
 		mtime   time.Time
 		want    string
 	}{
-		{version: "1.0.1", marker: &marker{PID: os.Getpid(), PIDStart: procStart(os.Getpid()), Host: host}, want: gallery.StateCreating},
+		{version: "1.0.1", marker: &marker{PID: os.Getpid(), PIDStart: proc.Start(os.Getpid()), Host: host}, want: gallery.StateCreating},
 		{version: "1.0.2", marker: &marker{PID: dead.Process.Pid, Host: host}, want: gallery.StateFailed},
 		// Another host's creator cannot be checked: in progress for a day.
 		{version: "1.0.3", marker: &marker{PID: dead.Process.Pid, Host: "another-host", StartedAt: time.Now()}, want: gallery.StateCreating},

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/imagebake/imagebake/internal/proc"
 )
 
 // TempDirPrefix names a machine's temporary directory (overlay, seed, QMP
@@ -35,7 +35,7 @@ type Marker struct {
 // markDir writes the marker of the current process into dir.
 func markDir(dir, buildID string) error {
 	host, _ := os.Hostname()
-	m := Marker{PID: os.Getpid(), PIDStart: ProcStart(os.Getpid()), UID: os.Getuid(),
+	m := Marker{PID: os.Getpid(), PIDStart: proc.Start(os.Getpid()), UID: os.Getuid(),
 		BuildID: buildID, Host: host, Created: time.Now().UTC()}
 	b, err := json.Marshal(m)
 	if err != nil {
@@ -99,7 +99,7 @@ func (m Marker) CreatorAlive() bool {
 	if host, _ := os.Hostname(); m.Host != host {
 		return false
 	}
-	start := ProcStart(m.PID)
+	start := proc.Start(m.PID)
 	return start != "" && (m.PIDStart == "" || start == m.PIDStart)
 }
 
@@ -109,24 +109,4 @@ func ownerOf(fi os.FileInfo) (int, bool) {
 		return 0, false
 	}
 	return int(st.Uid), true
-}
-
-// ProcStart returns field 22 (starttime) of /proc/PID/stat, or "" when
-// the process does not exist. The command name (field 2) may hold spaces
-// and parentheses, so fields are counted after its last ')'.
-func ProcStart(pid int) string {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return ""
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return ""
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return ""
-	}
-	return f[19]
 }
