@@ -50,7 +50,7 @@ func (a *Allocator) log() *slog.Logger {
 // line. It remembers its answer for Publish.
 func (a *Allocator) Preview(ctx context.Context) (string, error) {
 	versions, err := a.Store.List(ctx, a.Image)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrNotFound) { // a first bake creates the image
 		return "", err
 	}
 	names := make([]string, len(versions))

@@ -151,6 +151,18 @@ func TestVersionsListMissingGallery(t *testing.T) {
 	}
 }
 
+// TestVersionsListMissingLocalImage is item 13's local sibling: a misspelt
+// image or --gallery-dir fails with not found instead of listing [].
+func TestVersionsListMissingLocalImage(t *testing.T) {
+	dir := t.TempDir()
+	for _, out := range []string{"text", "json"} {
+		res := runBinary(t, nil, "versions", "list", "local-dmo", "--gallery-dir", dir, "-o", out)
+		if res.code != exitFailed || !strings.Contains(res.stderr, "not found") || strings.TrimSpace(res.stdout) == "[]" {
+			t.Errorf("-o %s: exit %d, want %d with not found\nstdout: %s\nstderr: %s", out, res.code, exitFailed, res.stdout, res.stderr)
+		}
+	}
+}
+
 // TestAzureNameFlagsValidated is issue 12 item 14: gallery, resource group
 // and subscription flags are checked with the recipe's name rules before
 // any request, so ".." cannot path-join into another resource type.

@@ -194,7 +194,9 @@ func (s *Store) List(ctx context.Context, image string) ([]gallery.ImageVersion,
 	}
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return []gallery.ImageVersion{}, nil
+		// Like a missing image definition on Azure: a misspelt image or
+		// --gallery-dir must not read as "no versions yet".
+		return nil, fmt.Errorf("gallery image %s: no such image in %s: %w", image, s.root, gallery.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("gallery image %s: %w", image, err)

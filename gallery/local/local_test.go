@@ -59,8 +59,10 @@ func TestLifecycle(t *testing.T) {
 	src := t.TempDir()
 	s := New(root, nil)
 
-	if vs, err := s.List(ctx, "runner"); err != nil || len(vs) != 0 {
-		t.Fatalf("List of a new gallery = %v, %v; want empty", vs, err)
+	// An image nothing was published to is not found, as on Azure (issue
+	// 12 #13: a misspelt image must not list as "no versions").
+	if vs, err := s.List(ctx, "runner"); !errors.Is(err, gallery.ErrNotFound) || len(vs) != 0 {
+		t.Fatalf("List of a new gallery = %v, %v; want gallery.ErrNotFound", vs, err)
 	}
 
 	eol := time.Date(2027, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 3600))
