@@ -285,7 +285,7 @@ type ccUser struct {
 type cloudConfig struct {
 	Users      []yaml.Node   `yaml:"users"`
 	WriteFiles []ccWriteFile `yaml:"write_files"`
-	Runcmd     [][]string    `yaml:"runcmd"`
+	Runcmd     []string      `yaml:"runcmd"`
 }
 
 // checkRendered checks the cloud-config and what it writes, and returns the
@@ -333,8 +333,8 @@ func checkRendered(t *testing.T, in fuzzInput, doc *templates.Document, ref map[
 	if in.System {
 		want := []string{"install", "-d", "-o", in.User, "-g", in.User, "-m", "0755", "--", "/home/" + in.User}
 		found := false
-		for _, c := range cc.Runcmd {
-			found = found || fmt.Sprint(c) == fmt.Sprint(want)
+		for i, c := range doc.Steps {
+			found = found || fmt.Sprint(c) == fmt.Sprint(want) && i < len(cc.Runcmd) && cc.Runcmd[i] == templates.StepLine(i+1, len(doc.Steps), c)
 		}
 		if !found {
 			t.Errorf("runcmd %q lacks %q", cc.Runcmd, want)

@@ -233,7 +233,7 @@ func TestUnitNamesAgainstSystemctl(t *testing.T) {
 			}
 			root := writeRoot(t, doc)
 			var enable []string
-			for _, c := range parse(t, doc.CloudConfig).Runcmd {
+			for _, c := range runcmdSteps(t, parse(t, doc.CloudConfig), doc) {
 				if len(c) > 1 && c[0] == "systemctl" && c[1] == "enable" {
 					enable = c
 				}

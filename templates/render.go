@@ -85,6 +85,9 @@ type Part struct {
 type Document struct {
 	CloudConfig []byte
 	Parts       []Part
+	// Steps are runcmd's commands as argv, in order; the cloud-config
+	// holds each one guarded by StepLine.
+	Steps [][]string
 }
 
 // The cloud-config, as an ordered struct so that output is deterministic.
@@ -97,7 +100,7 @@ type cloudConfig struct {
 	Groups        []string          `yaml:"groups,omitempty"`
 	Users         []any             `yaml:"users"`
 	WriteFiles    []writeFile       `yaml:"write_files,omitempty"`
-	Runcmd        [][]string        `yaml:"runcmd,omitempty"`
+	Runcmd        []string          `yaml:"runcmd,omitempty"`
 }
 
 type aptConfig struct {
@@ -185,7 +188,10 @@ func Render(r *recipes.Recipe, opts Options) (*Document, error) {
 	for _, p := range rd.parts {
 		cc.WriteFiles = append(cc.WriteFiles, writeFile{Path: p.Path, Content: p.Content, Permissions: p.Mode, Owner: p.Owner, Defer: p.Deferred})
 	}
-	cc.Runcmd = rd.runcmd(opts)
+	steps := rd.runcmd(opts)
+	for i, st := range steps {
+		cc.Runcmd = append(cc.Runcmd, StepLine(i+1, len(steps), st))
+	}
 
 	var buf bytes.Buffer
 	buf.WriteString(cloudConfigHeader)
@@ -198,7 +204,7 @@ func Render(r *recipes.Recipe, opts Options) (*Document, error) {
 	if err := enc.Close(); err != nil {
 		return nil, fmt.Errorf("recipe %s: encode cloud-config: %w", r.Name, err)
 	}
-	return &Document{CloudConfig: buf.Bytes(), Parts: rd.parts}, nil
+	return &Document{CloudConfig: buf.Bytes(), Parts: rd.parts, Steps: steps}, nil
 }
 
 // parseTemplates parses the embedded templates. missingkey=error makes a
@@ -398,7 +404,7 @@ func dropLines(s string, prefixes ...string) string {
 }
 
 // runcmd runs last, in the final stage, after packages and deferred files.
-// Each entry is a list, which cloud-init quotes word by word.
+// Each entry is one command's argv; StepLine writes it into the document.
 func (rd *renderer) runcmd(opts Options) [][]string {
 	var cmds [][]string
 	for _, u := range rd.r.Users {
@@ -426,6 +432,23 @@ func (rd *renderer) runcmd(opts Options) [][]string {
 		cmds = append(cmds, append([]string{"systemctl", "enable", "--"}, enable...))
 	}
 	return cmds
+}
+
+// StepLine is runcmd step i of n as one line of shell. cloud-init writes
+// runcmd's string entries verbatim into one /bin/sh script without set -e,
+// whose exit status is its last command's: a failed step would go unseen.
+// Guarded, the first failing step names itself on stderr (cloud-init's
+// output log, after the step's own output) and ends the script with its
+// status, which cc_scripts_user reports as a failed module (status
+// "error"). Every word is single-quoted, so no recipe string is ever read
+// as shell.
+func StepLine(i, n int, argv []string) string {
+	words := make([]string, len(argv))
+	for j, w := range argv {
+		words[j] = ShellQuote(w)
+	}
+	return fmt.Sprintf("%s || { s=$?; printf 'imagebake: runcmd step %%s of %%s failed (exit status %%s): %%s\\n' %d %d \"$s\" %s >&2; exit \"$s\"; }",
+		strings.Join(words, " "), i, n, ShellQuote(strings.Join(argv, " ")))
 }
 
 // ShellQuote quotes s for a POSIX shell: single quotes, with each embedded

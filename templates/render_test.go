@@ -84,7 +84,7 @@ type parsed struct {
 	Users         []any                  `yaml:"users"`
 	Apt           map[string]any         `yaml:"apt"`
 	WriteFiles    []map[string]any       `yaml:"write_files"`
-	Runcmd        [][]string             `yaml:"runcmd"`
+	Runcmd        []string               `yaml:"runcmd"`
 	Rest          map[string]interface{} `yaml:",inline"`
 }
 
@@ -98,6 +98,21 @@ func parse(t *testing.T, doc []byte) parsed {
 		t.Fatalf("rendered document is not YAML: %v", err)
 	}
 	return p
+}
+
+// runcmdSteps checks that the document's runcmd is the rendered steps,
+// each guarded, and returns the steps' argv.
+func runcmdSteps(t *testing.T, p parsed, doc *Document) [][]string {
+	t.Helper()
+	if len(p.Runcmd) != len(doc.Steps) {
+		t.Fatalf("runcmd has %d entries, want %d steps", len(p.Runcmd), len(doc.Steps))
+	}
+	for i, st := range doc.Steps {
+		if want := StepLine(i+1, len(doc.Steps), st); p.Runcmd[i] != want {
+			t.Errorf("runcmd[%d] = %q, want %q", i, p.Runcmd[i], want)
+		}
+	}
+	return doc.Steps
 }
 
 func (p parsed) file(path string) map[string]any {
@@ -199,8 +214,9 @@ func TestMeaningGitHubRunner(t *testing.T) {
 		t.Error("the download URL is not derived from the pinned version")
 	}
 
+	steps := runcmdSteps(t, p, doc)
 	var enabled, started bool
-	for _, c := range p.Runcmd {
+	for _, c := range steps {
 		joined := strings.Join(c, " ")
 		if joined == "systemctl enable -- github-runner.service" {
 			enabled = true
@@ -210,12 +226,12 @@ func TestMeaningGitHubRunner(t *testing.T) {
 		}
 	}
 	if !enabled || started {
-		t.Errorf("runcmd %v: want the unit enabled and not started", p.Runcmd)
+		t.Errorf("runcmd %v: want the unit enabled and not started", steps)
 	}
-	if last := p.Runcmd[len(p.Runcmd)-1]; last[0] != "systemctl" {
+	if last := steps[len(steps)-1]; last[0] != "systemctl" {
 		t.Errorf("runcmd ends with %v", last)
 	}
-	home := strings.Join(p.Runcmd[0], " ")
+	home := strings.Join(steps[0], " ")
 	if home != "install -d -o githubrunner1 -g githubrunner1 -m 0755 -- /home/githubrunner1" {
 		t.Errorf("runcmd[0] = %q, want the system user's home created first", home)
 	}
