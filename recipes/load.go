@@ -22,11 +22,36 @@ const MaxRecipeBytes = 1 << 20
 // Load reads, decodes, defaults and validates the recipe at path. A non-nil
 // error is an *ErrorList with every problem found, or an I/O error.
 func Load(path string) (*Recipe, error) {
-	data, err := os.ReadFile(path)
+	data, err := ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// ReadFile reads a recipe file: a regular file (symbolic links followed)
+// of at most MaxRecipeBytes. A FIFO or device is refused before it is
+// opened, since opening a FIFO blocks and /dev/zero never ends; the read is
+// bounded too, because a file can grow after the check.
+func ReadFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("recipe %s: %w", path, err)
 	}
-	return Parse(path, data)
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("recipe %s: not a regular file (%s); give the path of a .yaml file", path, fi.Mode().Type())
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("recipe %s: %w", path, err)
+	}
+	defer f.Close()
+	// One byte over the limit is enough for Parse to report the size.
+	data, err := io.ReadAll(io.LimitReader(f, MaxRecipeBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("recipe %s: %w", path, err)
+	}
+	return data, nil
 }
 
 var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -35,7 +60,7 @@ var yamlLineRe = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 func Parse(name string, data []byte) (*Recipe, error) {
 	errs := &ErrorList{File: name}
 	if len(data) > MaxRecipeBytes {
-		errs.add(Pos{}, "", fmt.Sprintf("file is %d bytes; a recipe may be at most %d", len(data), MaxRecipeBytes))
+		errs.add(Pos{}, "", fmt.Sprintf("file is over %d bytes, the most a recipe may have; split its large files out", MaxRecipeBytes))
 		return nil, errs
 	}
 	var doc yaml.Node

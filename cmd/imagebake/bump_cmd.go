@@ -94,9 +94,9 @@ func (a *app) release(ctx context.Context, f bumpRunnerFlags) (runnerrelease.Rel
 
 func (a *app) runBumpRunner(ctx context.Context, f bumpRunnerFlags) error {
 	path := f.recipe
-	data, err := os.ReadFile(path)
+	data, err := recipes.ReadFile(path)
 	if err != nil {
-		return failed("recipe %s: %v", path, err)
+		return failed("%v", err)
 	}
 	old, err := recipes.ReadRunner(data)
 	if err != nil {

@@ -163,6 +163,23 @@ func TestVersionsListMissingLocalImage(t *testing.T) {
 	}
 }
 
+// TestFailedReleaseCommandAppliedNothing: a rollback or promote that fails
+// before any change says applied false in JSON and prints no "0 changes:"
+// heading in text (found probing the CLI as a new user).
+func TestFailedReleaseCommandAppliedNothing(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{{"rollback", "demo", "--to", "1.0.0"}, {"promote", "demo@1.0.0", "--live"}} {
+		args = append(args, "--gallery-dir", dir)
+		res := runBinary(t, nil, append(args, "-o", "json")...)
+		if res.code != exitFailed || !strings.Contains(res.stdout, `"applied": false`) || !strings.Contains(res.stdout, `"error"`) {
+			t.Errorf("%v -o json: exit %d\n%s%s", args, res.code, res.stdout, res.stderr)
+		}
+		if res := runBinary(t, nil, args...); res.code != exitFailed || strings.Contains(res.stdout, "changes:") {
+			t.Errorf("%v: exit %d, stdout %q", args, res.code, res.stdout)
+		}
+	}
+}
+
 // TestAzureNameFlagsValidated is issue 12 item 14: gallery, resource group
 // and subscription flags are checked with the recipe's name rules before
 // any request, so ".." cannot path-join into another resource type.

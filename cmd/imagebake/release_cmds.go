@@ -198,6 +198,9 @@ func (a *app) reportRelease(ctx context.Context, out output, store gallery.Store
 	}
 	if err != nil {
 		res.Error = err.Error()
+		// Changes made before a failure were applied; a failure before
+		// any change applied nothing.
+		res.Applied = res.Applied && len(res.Changes) > 0
 	} else if all, lerr := store.List(ctx, res.Image); lerr == nil {
 		if l, ok := gallery.Latest(all); ok {
 			res.Latest = l.Name
@@ -214,7 +217,9 @@ func (a *app) reportRelease(ctx context.Context, out output, store gallery.Store
 
 func printReleaseChanges(w io.Writer, res releaseResult) {
 	switch {
-	case len(res.Changes) == 0 && res.Error == "":
+	case len(res.Changes) == 0 && res.Error != "":
+		return // the error says it, on stderr
+	case len(res.Changes) == 0:
 		fmt.Fprintf(w, "%s: nothing to change\n", res.Image)
 	case !res.Applied:
 		fmt.Fprintf(w, "%s: would delete %d versions (run again with --yes to delete them):\n", res.Image, len(res.Changes))
