@@ -170,6 +170,26 @@ func TestE2EAzureNoCredentials(t *testing.T) {
 	}
 }
 
+// Commands with no credentials stage of their own say how to log in too
+// (found probing the CLI as a new user: they printed only the chain's
+// "failed to acquire a token").
+func TestE2EAzureNoCredentialsHintEverywhere(t *testing.T) {
+	e := aztest.New(t, azmodel.Options{}, nil)
+	env := cleanEnv("AZURE_SUBSCRIPTION_ID=" + aztest.Subscription)
+	conn := []string{"--target", "azure", "--resource-manager-endpoint", e.Server.URL()}
+	gal := []string{"--gallery-resource-group", "image-gallery-rg", "--gallery", "runner_images"}
+	for _, args := range [][]string{
+		append(append([]string{"versions", "list", "github-runner-focal"}, gal...), conn...),
+		append(append([]string{"rollback", "github-runner-focal", "--to", "1.0.0"}, gal...), conn...),
+		append([]string{"gc", "--ttl", "6h"}, conn...),
+	} {
+		res := runBinary(t, env, args...)
+		if res.code != exitFailed || !strings.Contains(res.stderr, "no Azure credentials") || !strings.Contains(res.stderr, "az login") {
+			t.Errorf("%v: exit %d, want %d with the login hint\nstdout: %s\nstderr: %s", args[:2], res.code, exitFailed, res.stdout, res.stderr)
+		}
+	}
+}
+
 func TestE2EAzureSIGINTCleansUp(t *testing.T) {
 	e := aztest.New(t, azmodel.Options{}, nil)
 	// Slow the VM create so the signal lands while the build's resources exist.

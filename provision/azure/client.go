@@ -153,6 +153,7 @@ func NewClients(cfg Config) (*Clients, error) {
 			return nil, fmt.Errorf("%w: %v", ErrNoCredentials, err)
 		}
 	}
+	cred = hintingCredential{cred}
 	opts := &arm.ClientOptions{ClientOptions: azcore.ClientOptions{Cloud: cl, Transport: cfg.Transport,
 		Retry: policy.RetryOptions{MaxRetries: 4, RetryDelay: 800 * time.Millisecond, MaxRetryDelay: 60 * time.Second}}}
 	sub := cfg.SubscriptionID
@@ -181,10 +182,25 @@ func NewClients(cfg Config) (*Clients, error) {
 func (c *Clients) CheckCredentials(ctx context.Context) error {
 	aud := c.cloud.Services[cloud.ResourceManager].Audience
 	scope := strings.TrimSuffix(aud, "/") + "/.default"
-	if _, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scope}}); err != nil {
-		return fmt.Errorf("%w: %v\nLog in first: `az login` (Azure CLI), or set AZURE_CLIENT_ID with AZURE_TENANT_ID and AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE (workload identity, e.g. azure/login with OpenID Connect), or run on a VM with a managed identity", ErrNoCredentials, firstLine(err.Error()))
+	_, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scope}})
+	return err
+}
+
+// loginHint says how to get credentials the default chain can use.
+const loginHint = "Log in first: `az login` (Azure CLI), or set AZURE_CLIENT_ID with AZURE_TENANT_ID and AZURE_CLIENT_SECRET or AZURE_FEDERATED_TOKEN_FILE (workload identity, e.g. azure/login with OpenID Connect), or run on a VM with a managed identity"
+
+// hintingCredential turns a failure to get a token into ErrNoCredentials
+// with the login hint, wherever it happens: in the credentials stage of a
+// bake, or in the first request of versions list, gc or rollback, which
+// have no stage of their own for it.
+type hintingCredential struct{ azcore.TokenCredential }
+
+func (h hintingCredential) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	tok, err := h.TokenCredential.GetToken(ctx, opts)
+	if err != nil && ctx.Err() == nil {
+		err = fmt.Errorf("%w: %v\n%s", ErrNoCredentials, firstLine(err.Error()), loginHint)
 	}
-	return nil
+	return tok, err
 }
 
 // Sleep waits one poll interval (or until ctx ends).

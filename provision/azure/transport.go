@@ -51,6 +51,8 @@ func (e *Error) Error() string {
 		fmt.Fprintf(&b, "HTTP %d: %s", e.Status, e.Message)
 	case e.Status != 0:
 		fmt.Fprintf(&b, "HTTP %d", e.Status)
+	case errors.Is(e.Err, ErrNoCredentials):
+		b.WriteString(fmt.Sprint(e.Err)) // with its line saying how to log in
 	default:
 		b.WriteString(firstLine(fmt.Sprint(e.Err)))
 	}
