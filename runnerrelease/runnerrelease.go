@@ -57,15 +57,15 @@ func Latest(ctx context.Context, baseURL, token string) (Release, error) {
 // Get returns the release tagged v<version> (a leading "v" is accepted).
 func Get(ctx context.Context, baseURL, token, version string) (Release, error) {
 	v := strings.TrimPrefix(version, "v")
-	if err := checkVersion(v); err != nil {
+	if err := CheckVersion(v); err != nil {
 		return Release{}, fmt.Errorf("runner release %q: %w", version, err)
 	}
 	return fetch(ctx, nil, baseURL, token, "tags/v"+url.PathEscape(v), "runner release v"+v)
 }
 
-// checkVersion accepts MAJOR.MINOR.PATCH as releases spell it, each part
+// CheckVersion accepts MAJOR.MINOR.PATCH as releases spell it, each part
 // small enough for a version comparison (int64, as go-version reads it).
-func checkVersion(v string) error {
+func CheckVersion(v string) error {
 	if !versionRe.MatchString(v) {
 		return errors.New("not a version such as 2.337.0")
 	}
@@ -213,7 +213,7 @@ func parse(rel apiRelease, noun string) (Release, error) {
 	if !versionRe.MatchString(v) {
 		return Release{}, fmt.Errorf("%s: tag_name %q is not v<MAJOR.MINOR.PATCH>", noun, rel.TagName)
 	}
-	if err := checkVersion(v); err != nil {
+	if err := CheckVersion(v); err != nil {
 		return Release{}, fmt.Errorf("%s: the API's tag_name %q: %w", noun, rel.TagName, err)
 	}
 	noun = "runner release " + rel.TagName

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -62,6 +63,11 @@ func (a *app) bumpRunnerCommand() *cli.Command {
 				return usageErr("--latest picks the version and hash; drop --to and --sha256")
 			case !f.latest && f.to == "":
 				return usageErr("say which version: --latest, --to V (looked up on GitHub) or --to V --sha256 H")
+			}
+			if f.to != "" && f.sha256 == "" { // with --sha256 the recipe's own rule checks it
+				if err := runnerrelease.CheckVersion(strings.TrimPrefix(f.to, "v")); err != nil {
+					return usageErr("--to %q: %v", f.to, err)
+				}
 			}
 			return a.runBumpRunner(c.Context, f)
 		},

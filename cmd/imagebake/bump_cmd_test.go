@@ -132,6 +132,9 @@ func TestBumpRunnerCommand(t *testing.T) {
 		{name: "nothing asked", args: nil, wantCode: exitUsage, wantErr: "say which version"},
 		{name: "bad sha", args: []string{"--to", "2.338.0", "--sha256", "xyz"}, wantCode: exitUsage, wantErr: "not a SHA-256"},
 		{name: "bad version", args: []string{"--to", "2.338", "--sha256", newSHA}, wantCode: exitUsage, wantErr: "not MAJOR.MINOR.PATCH"},
+		// Found probing the CLI: a --to that is no version is bad usage
+		// before any API call, not a failed lookup.
+		{name: "bad version for the API", args: []string{"--to", "banana"}, wantCode: exitUsage, wantErr: `--to "banana": not a version`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
