@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"reflect"
 	"regexp"
@@ -39,7 +40,18 @@ func ReadFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("recipe %s: %w", path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("recipe %s: not a regular file (%s); give the path of a .yaml file", path, fi.Mode().Type())
+		what := "not a regular file"
+		switch m := fi.Mode(); {
+		case m.IsDir():
+			what = "a directory, not a regular file"
+		case m&fs.ModeNamedPipe != 0:
+			what = "a named pipe, not a regular file"
+		case m&fs.ModeDevice != 0:
+			what = "a device, not a regular file"
+		case m&fs.ModeSocket != 0:
+			what = "a socket, not a regular file"
+		}
+		return nil, fmt.Errorf("recipe %s: %s; give the path of a .yaml file", path, what)
 	}
 	f, err := os.Open(path)
 	if err != nil {

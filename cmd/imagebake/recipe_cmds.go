@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -86,7 +88,13 @@ func validateOne(path string) validateResult {
 		if errors.As(err, &list) {
 			res.Errors = list.Errors
 		} else {
-			res.Errors = []recipes.FieldError{{File: path, Message: err.Error()}}
+			// The line starts with the file already: say it once.
+			msg := strings.TrimPrefix(err.Error(), "recipe "+path+": ")
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				msg = pe.Err.Error()
+			}
+			res.Errors = []recipes.FieldError{{File: path, Message: msg}}
 		}
 		return res
 	}
