@@ -25,15 +25,7 @@ func TestCheckTargetsAzureLimitOnlyForAzure(t *testing.T) {
 	if r.Base.Azure != "" {
 		t.Fatalf("local-demo has base.azure %q; the test needs a local-only recipe", r.Base.Azure)
 	}
-	var noise strings.Builder
-	x := uint64(88172645463325252)
-	for noise.Len() < 300_000 {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		fmt.Fprintf(&noise, "%016x", x)
-	}
-	r.Files = append(r.Files, recipes.File{Path: "/opt/big.bin", Content: noise.String(), Mode: "0644", Owner: "root:root"})
+	r.Files = append(r.Files, recipes.File{Path: "/opt/big.bin", Content: noise(300_000), Mode: "0644", Owner: "root:root"})
 	doc, err := Render(r, Options{})
 	if err != nil {
 		t.Fatal(err)

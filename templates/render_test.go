@@ -587,16 +587,7 @@ func TestCustomDataTooLarge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Poorly compressible content: 300 KB of base64 of a pseudo-random stream.
-	var noise bytes.Buffer
-	x := uint64(88172645463325252)
-	for noise.Len() < 300_000 {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		fmt.Fprintf(&noise, "%016x", x)
-	}
-	r.Files = append(r.Files, recipes.File{Path: "/opt/big.bin", Content: noise.String(), Mode: "0644", Owner: "root:root"})
+	r.Files = append(r.Files, recipes.File{Path: "/opt/big.bin", Content: noise(300_000), Mode: "0644", Owner: "root:root"})
 	doc, err := Render(r, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -637,3 +628,17 @@ func BenchmarkValidateRender(b *testing.B) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// noise is poorly compressible content: hex of a xorshift stream, at least
+// n bytes, the same every run.
+func noise(n int) string {
+	var b strings.Builder
+	x := uint64(88172645463325252)
+	for b.Len() < n {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		fmt.Fprintf(&b, "%016x", x)
+	}
+	return b.String()
+}
