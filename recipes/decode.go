@@ -253,6 +253,19 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 	if n.Tag == "!!null" {
 		return
 	}
+	if n.Kind == yaml.ScalarNode {
+		// A struct with a `shorthand:"true"` string field may be written as
+		// that field's value alone (registration: jit).
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			if t.Field(i).Tag.Get("shorthand") == "true" {
+				name := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+				d.decode(n, v.Field(i), joinPath(path, name), line)
+				d.pos[path] = Pos{n.Line, n.Column}
+				return
+			}
+		}
+	}
 	if n.Kind != yaml.MappingNode {
 		d.fail(n, path, "expected a mapping, found %s", kindName(n))
 		return

@@ -91,18 +91,35 @@ type Runner struct {
 	Dir          string            `yaml:"dir" json:"dir,omitempty"`
 	Ephemeral    bool              `yaml:"ephemeral" json:"ephemeral,omitempty"`
 	Labels       []string          `yaml:"labels" json:"labels,omitempty"`
+	// URL is where the VM downloads the runner tarball from: a mirror or an
+	// internal asset (air-gapped, GitHub Enterprise Server). Default:
+	// github.com's release asset for Version. SHA256 is enforced either way.
+	URL          string            `yaml:"url" json:"url,omitempty"`
 	Registration Registration      `yaml:"registration" json:"registration"`
+	// GroupID is the runner group JIT runners join (1, GitHub's "Default").
+	GroupID int `yaml:"groupId" json:"groupId,omitempty"`
+	// OnNoJob is what the cycle script does when the runner ran no job
+	// (refused, stale, crashed, no registration): keep (default: never
+	// delete; deallocate unless cycle=running) or cycle (apply the tag).
+	OnNoJob string `yaml:"onNoJob" json:"onNoJob,omitempty"`
 	Env          map[string]string `yaml:"env" json:"env,omitempty"`
 	// Lifecycle is what happens after the one job: "cycle-tag" (the VM's
 	// cycle tag decides) or "none".
 	Lifecycle string `yaml:"lifecycle" json:"lifecycle,omitempty"`
 }
 
-// Registration says where the VM fetches its GitHub credential at boot. The
-// secret is never baked into the image.
+// Registration says how the VM registers with GitHub at boot; no credential
+// is ever baked into the image. It is written as a mode alone
+// (`registration: jit`) or as a mapping. Mode jit (recommended): the VM
+// reads a just-in-time config from its userData and holds no GitHub
+// credential. Mode keyvault-pat (the founding runbook's): the VM's identity
+// reads a PAT from Key Vault secret Secret in KeyVault. The founding
+// mapping `{keyVault, secret}` without a mode means keyvault-pat; no
+// registration at all means jit.
 type Registration struct {
-	KeyVault string `yaml:"keyVault" json:"keyVault"`
-	Secret   string `yaml:"secret" json:"secret"`
+	Mode     string `yaml:"mode" json:"mode" shorthand:"true"`
+	KeyVault string `yaml:"keyVault" json:"keyVault,omitempty"`
+	Secret   string `yaml:"secret" json:"secret,omitempty"`
 }
 
 // File is a file written into the image.

@@ -105,6 +105,20 @@ func applyDefaults(r *Recipe) {
 		if r.Runner.Lifecycle == "" {
 			r.Runner.Lifecycle = "cycle-tag"
 		}
+		reg := &r.Runner.Registration
+		if reg.Mode == "" {
+			// The founding runbook's {keyVault, secret} keeps its meaning.
+			reg.Mode = contract.RegistrationJIT
+			if reg.KeyVault != "" || reg.Secret != "" {
+				reg.Mode = contract.RegistrationKeyVaultPAT
+			}
+		}
+		if r.Runner.GroupID == 0 {
+			r.Runner.GroupID = 1
+		}
+		if r.Runner.OnNoJob == "" {
+			r.Runner.OnNoJob = contract.OnNoJobKeep
+		}
 	}
 	if r.Gallery.Image == "" {
 		r.Gallery.Image = r.Name
@@ -470,11 +484,33 @@ func (c v) runner(users map[string]bool) {
 		c.errf("runner.lifecycle", "%q: use cycle-tag or none", rn.Lifecycle)
 	}
 	reg := rn.Registration
-	if !keyVaultRe.MatchString(reg.KeyVault) {
-		c.errf("runner.registration.keyVault", "%q is not a Key Vault name (3-24 letters, digits and '-', starting with a letter)", reg.KeyVault)
+	switch reg.Mode {
+	case contract.RegistrationKeyVaultPAT:
+		if !keyVaultRe.MatchString(reg.KeyVault) {
+			c.errf("runner.registration.keyVault", "%q is not a Key Vault name (3-24 letters, digits and '-', starting with a letter)", reg.KeyVault)
+		}
+		if !kvSecretRe.MatchString(reg.Secret) {
+			c.errf("runner.registration.secret", "%q is not a Key Vault secret name (1-127 letters, digits and '-')", reg.Secret)
+		}
+	case contract.RegistrationJIT:
+		for f, v := range map[string]string{"keyVault": reg.KeyVault, "secret": reg.Secret} {
+			if v != "" {
+				c.errf("runner.registration."+f, "mode jit reads a just-in-time config from the VM's userData and needs no Key Vault; remove %s, or set mode: keyvault-pat", f)
+			}
+		}
+	default:
+		c.errf("runner.registration.mode", "%q: use jit (recommended: the VM holds no GitHub credential) or keyvault-pat (the founding runbook's PAT in Key Vault)", reg.Mode)
 	}
-	if !kvSecretRe.MatchString(reg.Secret) {
-		c.errf("runner.registration.secret", "%q is not a Key Vault secret name (1-127 letters, digits and '-')", reg.Secret)
+	if rn.URL != "" {
+		if err := runnerURL(rn.URL); err != nil {
+			c.errf("runner.url", "%v", err)
+		}
+	}
+	if rn.GroupID < 1 {
+		c.errf("runner.groupId", "%d: a runner group ID is positive (1 is GitHub's Default group)", rn.GroupID)
+	}
+	if !oneOf(rn.OnNoJob, []string{contract.OnNoJobKeep, contract.OnNoJobCycle}) {
+		c.errf("runner.onNoJob", "%q: use keep (a VM whose runner ran no job is never deleted) or cycle (the cycle tag applies anyway)", rn.OnNoJob)
 	}
 	for i, l := range rn.Labels {
 		if !labelRe.MatchString(l) {
@@ -493,7 +529,7 @@ func (c v) runner(users map[string]bool) {
 			c.errf(f, "%q is set by imagebake from %s; remove it from runner.env", k, runnerOwnEnv[k])
 		}
 		if looksSecret(k) {
-			c.errf(f, "%q looks like a secret; secrets are never baked into an image — store it in Key Vault (runner.registration)", k)
+			c.errf(f, "%q looks like a secret; secrets are never baked into an image — use runner.registration (jit mints a one-time config per VM)", k)
 		}
 	}
 	if rn.Lifecycle == "cycle-tag" {
@@ -514,6 +550,32 @@ var runnerOwnEnv = map[string]string{
 	contract.EnvKeyVaultName:   "runner.registration.keyVault",
 	contract.EnvKeyVaultSecret: "runner.registration.secret",
 	contract.EnvRunnerLabels:   "runner.labels",
+}
+
+// runnerURL checks runner.url: an absolute http(s) URL with a host, no
+// credentials (they would be baked into the image) and nothing a shell,
+// curl or a terminal could read as anything but the URL.
+func runnerURL(raw string) error {
+	if len(raw) > 2048 {
+		return fmt.Errorf("%d characters: keep the URL under 2048", len(raw))
+	}
+	if strings.ContainsAny(raw, " \t\"'`\\<>{}|^") {
+		return fmt.Errorf("%q holds a blank, a quote or a character URLs escape; percent-encode it", raw)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL: %v", raw, err)
+	}
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Opaque != "" {
+		return fmt.Errorf("%q: want an absolute https:// (or http://, the SHA-256 is checked either way) URL of the runner tarball", raw)
+	}
+	if u.User != nil {
+		return fmt.Errorf("%q holds credentials; they would be baked into the image: serve the mirror without them or inside the network", u.Redacted())
+	}
+	if u.Fragment != "" {
+		return fmt.Errorf("%q: a #fragment is never sent to the server; remove it", raw)
+	}
+	return nil
 }
 
 // runnerVersion reads a runner version as its release spells it

@@ -31,6 +31,21 @@ const (
 // it): "running" keeps the VM, "delete" deletes it, anything else
 // deallocates it. Verify boots its VM with CycleDelete.
 const (
-	TagCycle    = "cycle"
-	CycleDelete = "delete"
+	TagCycle        = "cycle"
+	CycleDelete     = "delete"
+	CycleRunning    = "running"
+	CycleDeallocate = "deallocate"
+)
+
+// Tags on runner VMs: TagOutcome is written by the VM's own cycle script
+// (one of the Outcome* values) before it deallocates or deletes itself;
+// the others are set by whoever created the VM (imagebake launch, verify
+// --runtime) and mark it as imagebake's: runners list and prune touch only
+// VMs that carry TagLaunchedFrom (with TagCreated for age).
+const (
+	TagOutcome       = "imagebake.outcome"
+	TagLaunchedFrom  = "imagebake.launched-from" // the gallery image name
+	TagLaunchVersion = "imagebake.image-version" // the gallery version, such as 1.0.7
+	TagLaunchID      = "imagebake.launch-id"     // one ID per launch command
+	TagRunnerID      = "imagebake.runner-id"     // GitHub's runner ID (jit), decimal; not a secret
 )
