@@ -205,14 +205,10 @@ func (p *Platform) HTTPSAddr() string { return p.httpsLn.Addr().String() }
 
 // CACertPEM is the platform CA certificate, PEM-encoded, for the guest's
 // trust store and for host-side clients.
-func (p *Platform) CACertPEM() []byte { return p.ca.certPEM }
+func (p *Platform) CACertPEM() []byte { return p.ca.CertPEM() }
 
 // CertPool holds the platform CA, for host-side clients (tests, the SDK).
-func (p *Platform) CertPool() *x509.CertPool {
-	pool := x509.NewCertPool()
-	pool.AddCert(p.ca.cert)
-	return pool
-}
+func (p *Platform) CertPool() *x509.CertPool { return p.ca.CertPool() }
 
 var hostRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$`)
 
