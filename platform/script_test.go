@@ -1,7 +1,6 @@
 package platform
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -10,11 +9,44 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"text/template"
 	"time"
 
+	"github.com/imagebake/imagebake/internal/contract"
+	"github.com/imagebake/imagebake/recipes"
 	"github.com/imagebake/imagebake/templates"
 )
+
+// renderedScript renders the shipped focal recipe with registration mode
+// through the templates package (the bytes an image holds) and returns the
+// part at path, with the env file's and the runner directory's paths moved
+// to envFile and runnerDir, the one change a test on the host needs.
+func renderedScript(t *testing.T, mode, path, envFile, runnerDir string) string {
+	t.Helper()
+	r, err := recipes.Load("../recipes/github-runner-focal.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Runner.Registration = recipes.Registration{Mode: mode}
+	if mode == contract.RegistrationKeyVaultPAT {
+		r.Runner.Registration.KeyVault, r.Runner.Registration.Secret = "my-keyvault", "runner-pat"
+	}
+	doc, err := templates.Render(r, templates.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range doc.Parts {
+		if p.Path != path {
+			continue
+		}
+		s := p.Content
+		if envFile != "" {
+			s = strings.ReplaceAll(s, templates.ShellQuote(contract.RunnerEnvFile), templates.ShellQuote(envFile))
+		}
+		return strings.ReplaceAll(s, templates.ShellQuote(r.Runner.Dir), templates.ShellQuote(runnerDir))
+	}
+	t.Fatalf("no %s rendered", path)
+	return ""
+}
 
 // TestCompletedCycleScriptAgainstThePlatform runs the image's own
 // completed-cycle.sh (rendered from templates/files, the bytes that run on
@@ -27,25 +59,18 @@ func TestCompletedCycleScriptAgainstThePlatform(t *testing.T) {
 			t.Skipf("%s not installed", tool)
 		}
 	}
-	src, err := os.ReadFile("../templates/files/completed-cycle.sh.tmpl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tpl := template.Must(template.New("cycle").Funcs(template.FuncMap{"shq": templates.ShellQuote}).Parse(string(src)))
-	var script bytes.Buffer
-	if err := tpl.Execute(&script, map[string]any{"Recipe": "platform-test"}); err != nil {
-		t.Fatal(err)
-	}
+	runnerDir := t.TempDir() // no .runner in it: the runner ran its job
+	script := renderedScript(t, contract.RegistrationJIT, templates.RunnerCycleScript, "", runnerDir)
 	realCurl, _ := exec.LookPath("curl")
 
-	p := newPlatform(t, Config{})
+	p := newPlatform(t, Config{OutcomeTag: contract.TagOutcome})
 	dir := t.TempDir()
 	ca := filepath.Join(dir, "ca.pem")
 	if err := os.WriteFile(ca, p.CACertPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	scriptPath := filepath.Join(dir, "completed_cycle.sh")
-	if err := os.WriteFile(scriptPath, script.Bytes(), 0o755); err != nil {
+	if err := os.WriteFile(scriptPath, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -84,10 +109,17 @@ func TestCompletedCycleScriptAgainstThePlatform(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, "sh", scriptPath)
-			cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"))
+			// What systemd gives ExecStopPost after a start script that exited 0.
+			cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "EXIT_CODE=exited", "EXIT_STATUS=0", "SERVICE_RESULT=success")
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("script: %v\n%s", err, out)
+			}
+			if !strings.Contains(string(out), "imagebake-runner: outcome=job-done: ") {
+				t.Errorf("no outcome line:\n%s", out)
+			}
+			if got := vm.Status().Outcome; got != contract.OutcomeJobDone {
+				t.Errorf("outcome tag %q, want %q", got, contract.OutcomeJobDone)
 			}
 			st, err := vm.Wait(ctx, tc.want)
 			if err != nil {
@@ -126,10 +158,6 @@ func TestStartRunnerKeyVaultPATAgainstThePlatform(t *testing.T) {
 			t.Skipf("%s not installed", tool)
 		}
 	}
-	src, err := os.ReadFile("../templates/files/start-runner.sh.tmpl")
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := newPlatform(t, Config{})
 	var sawPAT string
 	gh := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -166,13 +194,9 @@ func TestStartRunnerKeyVaultPATAgainstThePlatform(t *testing.T) {
 			// A stand-in config.sh that records what it was given, and a run.sh that succeeds.
 			_ = os.WriteFile(filepath.Join(runner, "config.sh"), []byte("#!/bin/sh\necho \"$ACTIONS_RUNNER_INPUT_TOKEN $*\" > registered\n"), 0o755)
 			_ = os.WriteFile(filepath.Join(runner, "run.sh"), []byte("#!/bin/sh\necho ran > ran\n"), 0o755)
-			tpl := template.Must(template.New("start").Funcs(template.FuncMap{"shq": templates.ShellQuote}).Parse(string(src)))
-			var script bytes.Buffer
-			if err := tpl.Execute(&script, map[string]any{"Recipe": "t", "EnvFile": env, "Dir": runner, "Ephemeral": true}); err != nil {
-				t.Fatal(err)
-			}
+			script := renderedScript(t, contract.RegistrationKeyVaultPAT, templates.RunnerStartScript, env, runner)
 			scriptPath := filepath.Join(dir, "start-runner.sh")
-			_ = os.WriteFile(scriptPath, script.Bytes(), 0o755)
+			_ = os.WriteFile(scriptPath, []byte(script), 0o755)
 			vm, err := p.CreateVM(VMSpec{Name: "kv-" + tc.identity.Name, ResourceGroup: "runners", Identities: []string{tc.identity.ID}})
 			if err != nil {
 				t.Fatal(err)

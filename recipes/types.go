@@ -85,24 +85,24 @@ type SudoRule struct {
 
 // Runner is the GitHub Actions runner baked into the image.
 type Runner struct {
-	Version      string            `yaml:"version" json:"version"`
-	SHA256       string            `yaml:"sha256" json:"sha256"`
-	User         string            `yaml:"user" json:"user"`
-	Dir          string            `yaml:"dir" json:"dir,omitempty"`
-	Ephemeral    bool              `yaml:"ephemeral" json:"ephemeral,omitempty"`
-	Labels       []string          `yaml:"labels" json:"labels,omitempty"`
+	Version   string   `yaml:"version" json:"version"`
+	SHA256    string   `yaml:"sha256" json:"sha256"`
+	User      string   `yaml:"user" json:"user"`
+	Dir       string   `yaml:"dir" json:"dir,omitempty"`
+	Ephemeral bool     `yaml:"ephemeral" json:"ephemeral,omitempty"`
+	Labels    []string `yaml:"labels" json:"labels,omitempty"`
 	// URL is where the VM downloads the runner tarball from: a mirror or an
 	// internal asset (air-gapped, GitHub Enterprise Server). Default:
 	// github.com's release asset for Version. SHA256 is enforced either way.
-	URL          string            `yaml:"url" json:"url,omitempty"`
-	Registration Registration      `yaml:"registration" json:"registration"`
+	URL          string       `yaml:"url" json:"url,omitempty"`
+	Registration Registration `yaml:"registration" json:"registration"`
 	// GroupID is the runner group JIT runners join (1, GitHub's "Default").
 	GroupID int `yaml:"groupId" json:"groupId,omitempty"`
 	// OnNoJob is what the cycle script does when the runner ran no job
 	// (refused, stale, crashed, no registration): keep (default: never
 	// delete; deallocate unless cycle=running) or cycle (apply the tag).
-	OnNoJob string `yaml:"onNoJob" json:"onNoJob,omitempty"`
-	Env          map[string]string `yaml:"env" json:"env,omitempty"`
+	OnNoJob string            `yaml:"onNoJob" json:"onNoJob,omitempty"`
+	Env     map[string]string `yaml:"env" json:"env,omitempty"`
 	// Lifecycle is what happens after the one job: "cycle-tag" (the VM's
 	// cycle tag decides) or "none".
 	Lifecycle string `yaml:"lifecycle" json:"lifecycle,omitempty"`

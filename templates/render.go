@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"embed"
 	"fmt"
+	"net/url"
 	"sort"
 	"strings"
 	"text/template"
@@ -40,6 +41,34 @@ type scriptData struct {
 	Recipe, Version, SHA256, User, Group, Dir string
 	Ephemeral                                 bool
 	EnvFile, StartScript, CycleScript         string
+	// URL is runner.url ("" for github.com's release asset).
+	URL string
+	// Mode is runner.registration.mode: the start script holds only the
+	// chosen mode's code.
+	Mode    string
+	OnNoJob string
+	// Clouds are the clouds the scripts tell apart by azEnvironment.
+	Clouds []cloudData
+	// The lifecycle's contract values, spelt once in internal/contract.
+	StartFailedExit                                                               int
+	OutcomeTag, TagCycle, CycleRunning, CycleDelete, OnNoJobCycle                 string
+	OutcomeJobDone, OutcomeRefused, OutcomeStale, OutcomeCrashed, OutcomeNoConfig string
+}
+
+// cloudData is one cloud as the scripts match and address it: Env is the
+// azEnvironment in lower case (the scripts lower-case IMDS's value), the
+// resources are query-escaped for IMDS's token URL.
+type cloudData struct {
+	Env, ResourceManager, ARMResource, VaultSuffix, VaultResource string
+}
+
+func clouds() []cloudData {
+	var out []cloudData
+	for _, c := range contract.Clouds() {
+		out = append(out, cloudData{Env: strings.ToLower(c.Environment), ResourceManager: c.ResourceManager,
+			ARMResource: url.QueryEscape(c.ARMResource), VaultSuffix: c.VaultSuffix, VaultResource: url.QueryEscape(c.VaultResource)})
+	}
+	return out
 }
 
 // unitData is what the built-in runner unit is rendered from.
@@ -312,6 +341,16 @@ func (rd *renderer) runner() error {
 		Recipe: rd.r.Name, Version: rn.Version, SHA256: strings.ToLower(rn.SHA256),
 		User: rn.User, Group: rd.userGroup(rn.User), Dir: rn.Dir, Ephemeral: rn.Ephemeral,
 		EnvFile: RunnerEnvFile, StartScript: RunnerStartScript, CycleScript: RunnerCycleScript,
+		URL: rn.URL, Mode: rn.Registration.Mode, OnNoJob: rn.OnNoJob, Clouds: clouds(),
+		StartFailedExit: contract.StartFailedExit, OutcomeTag: contract.TagOutcome, TagCycle: contract.TagCycle,
+		CycleRunning: contract.CycleRunning, CycleDelete: contract.CycleDelete, OnNoJobCycle: contract.OnNoJobCycle,
+		OutcomeJobDone: contract.OutcomeJobDone, OutcomeRefused: contract.OutcomeRefused, OutcomeStale: contract.OutcomeStale,
+		OutcomeCrashed: contract.OutcomeCrashed, OutcomeNoConfig: contract.OutcomeNoConfig,
+	}
+	if data.Mode != contract.RegistrationJIT && data.Mode != contract.RegistrationKeyVaultPAT {
+		// Validation refuses other modes; a hand-built recipe must not
+		// render a start script for a mode nobody wrote.
+		return fmt.Errorf("recipe %s: runner.registration.mode %q: not jit or keyvault-pat", rd.r.Name, data.Mode)
 	}
 	install, err := rd.exec("install-runner.sh.tmpl", data)
 	if err != nil {
@@ -339,9 +378,12 @@ func (rd *renderer) runner() error {
 // where to fetch one.
 func RunnerEnv(rn *recipes.Runner) string {
 	vars := map[string]string{
-		contract.EnvKeyVaultName:   rn.Registration.KeyVault,
-		contract.EnvKeyVaultSecret: rn.Registration.Secret,
-		contract.EnvRunnerLabels:   strings.Join(rn.Labels, ","),
+		contract.EnvRunnerLabels: strings.Join(rn.Labels, ","),
+	}
+	if rn.Registration.Mode == contract.RegistrationKeyVaultPAT {
+		// Only keyvault-pat's start script reads them.
+		vars[contract.EnvKeyVaultName] = rn.Registration.KeyVault
+		vars[contract.EnvKeyVaultSecret] = rn.Registration.Secret
 	}
 	for k, v := range rn.Env {
 		if _, builtin := vars[k]; !builtin {

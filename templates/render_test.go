@@ -196,7 +196,7 @@ func TestMeaningGitHubRunner(t *testing.T) {
 		}
 	}
 	cycle := p.file(RunnerCycleScript)["content"].(string)
-	for _, want := range []string{"running)", "delete)", "/deallocate?", "forceDeletion=true"} {
+	for _, want := range []string{"'running')", "'delete')", "/deallocate?", "forceDeletion=true", "imagebake.outcome", "EXIT_STATUS"} {
 		if !strings.Contains(cycle, want) {
 			t.Errorf("lifecycle script lacks %q", want)
 		}
