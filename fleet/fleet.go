@@ -18,12 +18,14 @@ import (
 type Power string
 
 const (
-	PowerStarting    Power = "starting"
-	PowerRunning     Power = "running"
-	PowerStopped     Power = "stopped" // powered off but still billed (Azure) / process ended without deallocate (local)
-	PowerDeallocated Power = "deallocated"
-	PowerDeleting    Power = "deleting"
-	PowerUnknown     Power = "unknown"
+	PowerStarting     Power = "starting"
+	PowerRunning      Power = "running"
+	PowerStopping     Power = "stopping"
+	PowerStopped      Power = "stopped" // powered off but still billed (Azure) / process ended without deallocate (local)
+	PowerDeallocating Power = "deallocating"
+	PowerDeallocated  Power = "deallocated"
+	PowerDeleting     Power = "deleting"
+	PowerUnknown      Power = "unknown"
 )
 
 // VM is one runner VM.
