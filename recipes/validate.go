@@ -2,6 +2,7 @@ package recipes
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -493,8 +494,9 @@ func (c v) runner(users map[string]bool) {
 			c.errf("runner.registration.secret", "%q is not a Key Vault secret name (1-127 letters, digits and '-')", reg.Secret)
 		}
 	case contract.RegistrationJIT:
-		for f, v := range map[string]string{"keyVault": reg.KeyVault, "secret": reg.Secret} {
-			if v != "" {
+		// In the file's usual order, so that errors come out the same way every run.
+		for _, kv := range [][2]string{{"keyVault", reg.KeyVault}, {"secret", reg.Secret}} {
+			if f, v := kv[0], kv[1]; v != "" {
 				c.errf("runner.registration."+f, "mode jit reads a just-in-time config from the VM's userData and needs no Key Vault; remove %s, or set mode: keyvault-pat", f)
 			}
 		}
@@ -564,16 +566,20 @@ func runnerURL(raw string) error {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("%q is not a URL: %v", raw, err)
+		// url's own error repeats the input, credentials and all.
+		return errors.New("not a URL; write an absolute https:// URL of the runner tarball")
+	}
+	// Messages show the URL with any password redacted: it must not reach
+	// a terminal or a CI log even when it is refused.
+	shown := u.Redacted()
+	if u.User != nil {
+		return fmt.Errorf("%q holds credentials; they would be baked into the image: serve the mirror without them or inside the network", shown)
 	}
 	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Opaque != "" {
-		return fmt.Errorf("%q: want an absolute https:// (or http://, the SHA-256 is checked either way) URL of the runner tarball", raw)
-	}
-	if u.User != nil {
-		return fmt.Errorf("%q holds credentials; they would be baked into the image: serve the mirror without them or inside the network", u.Redacted())
+		return fmt.Errorf("%q: want an absolute https:// (or http://, the SHA-256 is checked either way) URL of the runner tarball", shown)
 	}
 	if u.Fragment != "" {
-		return fmt.Errorf("%q: a #fragment is never sent to the server; remove it", raw)
+		return fmt.Errorf("%q: a #fragment is never sent to the server; remove it", shown)
 	}
 	return nil
 }
