@@ -18,9 +18,13 @@ build:
 # The test suite: unit tests, the real validators (cloud-init schema,
 # systemd-analyze verify, visudo, shellcheck), the served model of Azure, a
 # real sshd, and, with IMAGEBAKE_QEMU_TESTS=1, real QEMU bakes.
+# The real-QEMU runtime test writes its "runner lifecycle: …" line to
+# LIFECYCLE_FILE (go test hides a passing test's output); it is printed last.
+LIFECYCLE_FILE := $(shell mktemp -u /tmp/imagebake-lifecycle.XXXXXX)
 test:
 	$(GO) vet ./...
-	$(GO) test $(TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
+	IMAGEBAKE_LIFECYCLE_FILE=$(LIFECYCLE_FILE) $(GO) test $(TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
+	@if [ -s $(LIFECYCLE_FILE) ]; then cat $(LIFECYCLE_FILE); rm -f $(LIFECYCLE_FILE); fi
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -4,7 +4,7 @@ import (
 	"github.com/imagebake/imagebake/internal/contract"
 )
 
-// The four flows, each one declared list of stages over its build struct.
+// The five flows, each one declared list of stages over its build struct.
 // This file answers "in what order does a bake run": nothing else decides
 // the order. The README's Architecture section lists the same names (a test
 // keeps them equal), and every name is one of contract.Stages, which is what
@@ -65,17 +65,27 @@ var localVerifyStages = []Stage[localVerify]{
 	{contract.StageGeneralized, (*localVerify).generalized},
 }
 
+// localRuntimeStages boot a published runner image once per cycle value and
+// watch each VM's lifecycle (VerifyRuntime).
+var localRuntimeStages = []Stage[localRuntime]{
+	{contract.StageBase, (*localRuntime).resolveBase},
+	{contract.StagePlatform, (*localRuntime).startPlatform},
+	{contract.StageLaunch, (*localRuntime).launch},
+	{contract.StageLifecycle, (*localRuntime).lifecycle},
+}
+
 // Flow is one flow's name and its stages' names, in order.
 type Flow struct {
 	Name   string
 	Stages []string
 }
 
-// Flows lists the four flows: what the README's Architecture section shows.
+// Flows lists the five flows: what the README's Architecture section shows.
 func Flows() []Flow {
 	return []Flow{
 		{"local bake", Names(localBakeStages)},
 		{"local verify", Names(localVerifyStages)},
+		{"local verify --runtime", Names(localRuntimeStages)},
 		{"azure bake", Names(azureBakeStages)},
 		{"azure verify", Names(azureVerifyStages)},
 	}

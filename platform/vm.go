@@ -330,3 +330,15 @@ func (vm *VM) runHook(op *operation, deleting bool) {
 		}
 	}()
 }
+
+// RemoveVM forgets a VM whose machine never started (its creation failed
+// half-way): its metadata service closes and its name is free again.
+func (p *Platform) RemoveVM(vm *VM) {
+	_ = vm.imds.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cur := p.vms[strings.ToLower(vm.id)]; cur == vm {
+		delete(p.vms, strings.ToLower(vm.id))
+	}
+	p.event(vm.name, "platform", "removed")
+}

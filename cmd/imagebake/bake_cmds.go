@@ -212,6 +212,11 @@ type verifyFlags struct {
 	azure   azureBuildFlags
 	image   string
 	version string // "" or "latest": what "latest" resolves to
+	// runtime: boot the image as runner VMs, one per cycle, and watch
+	// their lifecycle (verify --runtime).
+	runtime      bool
+	cycles       []string
+	githubAPIURL string
 }
 
 func (a *app) verifyCommand() *cli.Command {
@@ -225,6 +230,9 @@ func (a *app) verifyCommand() *cli.Command {
 			"(QEMU launched to the recipe's main unit running).",
 		Flags: append(append(localFlagDefs(),
 			&cli.StringFlag{Name: "recipe", Usage: "the recipe whose checks to run (default recipes/IMAGE.yaml)", EnvVars: envs("RECIPE")},
+			&cli.BoolFlag{Name: "runtime", Usage: "boot the image as runner VMs (one per --cycles value) on a local stand-in of Azure and GitHub, and watch each register once, run its job and end as its cycle tag says (local target)"},
+			&cli.StringSliceFlag{Name: "cycles", Value: cli.NewStringSlice("delete", "none", "running"), Usage: "with --runtime: the cycle tag values to try (delete, deallocate, running, none = no tag)"},
+			&cli.StringFlag{Name: "github-api-url", Usage: "with --runtime: mint JIT configs on this GitHub API (token in GITHUB_TOKEN) instead of the built-in stand-in; the guest must reach it", EnvVars: envs("GITHUB_API_URL")},
 		), azureFlags()...),
 		Action: func(c *cli.Context) error {
 			lf, err := a.readLocalFlags(c)
@@ -237,8 +245,12 @@ func (a *app) verifyCommand() *cli.Command {
 			if err := checkTarget(lf.target); err != nil {
 				return err
 			}
-			f := verifyFlags{localFlags: lf, azure: readAzureBuildFlags(c)}
+			f := verifyFlags{localFlags: lf, azure: readAzureBuildFlags(c), runtime: c.Bool("runtime"),
+				cycles: c.StringSlice("cycles"), githubAPIURL: c.String("github-api-url")}
 			f.image, f.version = parseImageRef(c.Args().First())
+			if f.runtime && f.target != "local" {
+				return usageErr("verify --runtime runs on the local target (the Azure side is played on loopback); drop --target %s", f.target)
+			}
 			recipePath := c.String("recipe")
 			if recipePath == "" {
 				recipePath = filepath.Join("recipes", f.image+".yaml")
@@ -267,6 +279,9 @@ func (a *app) runVerify(ctx context.Context, f verifyFlags, r *recipes.Recipe) e
 	textOut := f.out.text()
 	if h := v.Tags[contract.TagRecipeHash]; h != "" && h != r.Hash() {
 		fmt.Fprintf(textOut, "note: %s@%s was baked from another revision of the recipe (hash %.12s, now %.12s)\n", f.image, v.Name, h, r.Hash())
+	}
+	if f.runtime {
+		return a.verifyRuntime(ctx, f, r, v)
 	}
 	fmt.Fprintf(textOut, "verifying %s %s (%s)\n", f.image, v.Name, v.Path)
 	opts := bake.LocalOptions{CacheDir: f.cacheDir, LogDir: f.logDirFor(f.image, "verify"), KeepOnFail: f.keepOnFailure,

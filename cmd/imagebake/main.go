@@ -18,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/imagebake/imagebake/internal/buildinfo"
+	"github.com/imagebake/imagebake/platform"
 )
 
 // Exit codes: 0 done, 1 the work failed (invalid recipe, failed bake), 2 bad
@@ -28,8 +29,17 @@ const (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == relayCommand {
+		// QEMU runs this once per guest connection to the platform stand-in,
+		// with the connection as stdin and stdout: nothing else may be
+		// written there, so it bypasses the CLI (and its help).
+		os.Exit(platform.RelayMain(context.Background(), os.Args[2:], os.Stdin, os.Stdout))
+	}
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
+
+// relayCommand is the hidden subcommand platform.SelfRelay names.
+const relayCommand = "platform-relay"
 
 // app is what every command's run function gets instead of an untyped
 // metadata map: where to write, how to log, and the second-signal abort.

@@ -24,6 +24,10 @@ const (
 	StagePublish       = "publish"
 	StageGeneralized   = "generalized"
 	StageFirstBoot     = "first-boot"
+	// verify --runtime: the platform stand-in, the runner VMs, their cycles.
+	StagePlatform  = "platform"
+	StageLaunch    = "launch"
+	StageLifecycle = "lifecycle"
 )
 
 // Stages returns every stage name, in the order a reader meets them (local
@@ -34,7 +38,7 @@ func Stages() []string {
 		StageCredentials, StageBase, StageVersion, StageResourceGroup, StageNetwork, StageVM,
 		StageRender, StageBoot, StageSSH, StageCloudInit, StageChecks, StageDeprovision,
 		StageDeallocate, StageGeneralize, StageImage, StageCapture, StagePublish, StageGeneralized,
-		StageFirstBoot,
+		StageFirstBoot, StagePlatform, StageLaunch, StageLifecycle,
 	}
 }
 

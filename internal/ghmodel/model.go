@@ -247,6 +247,11 @@ func New(opts Options) *Model {
 	return m
 }
 
+// Handler is the model's API and runner endpoints, for mounting the model
+// on another server (the platform stand-in's HTTPS listener, where a guest
+// reaches it as api.github.com).
+func (m *Model) Handler() http.Handler { return m.srv.Config.Handler }
+
 // Close stops the server.
 func (m *Model) Close() { m.srv.Close() }
 

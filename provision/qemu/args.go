@@ -20,6 +20,7 @@ type qemuConfig struct {
 	SSHPort   int    // host loopback port forwarded to the guest's port 22
 	SerialLog string
 	QMPSocket string
+	Netdev    []string // extra -netdev user parts, already escaped
 }
 
 // optEscape escapes a value for QEMU's comma-separated option syntax, in
@@ -40,7 +41,7 @@ func qemuArgs(c qemuConfig) []string {
 		"-m", strconv.Itoa(c.MemoryMiB),
 		"-smp", strconv.Itoa(c.CPUs),
 		"-drive", "file="+optEscape(c.Disk)+",if=virtio,format=qcow2,discard=unmap",
-		"-netdev", fmt.Sprintf("user,id=net0,hostfwd=tcp:127.0.0.1:%d-:22", c.SSHPort),
+		"-netdev", strings.Join(append([]string{"user", "id=net0", fmt.Sprintf("hostfwd=tcp:127.0.0.1:%d-:22", c.SSHPort)}, c.Netdev...), ","),
 		"-device", "virtio-net-pci,netdev=net0",
 		// Entropy for sshd's and cloud-init's key generation early in boot.
 		"-object", "rng-random,id=rng0,filename=/dev/urandom",

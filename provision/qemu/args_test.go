@@ -14,6 +14,8 @@ func TestQemuArgs(t *testing.T) {
 	}
 	withKernel := base
 	withKernel.Kernel, withKernel.Initrd, withKernel.Append = "/b/vmlinuz", "/b/initrd.img", BaseAppend
+	platformNet := base
+	platformNet.Netdev = []string{"net=169.254.169.0/24", "guestfwd=tcp:169.254.169.254:80-cmd:'relay' '127.0.0.1:5'"}
 	commas := base
 	commas.Disk, commas.SerialLog = "/tmp/a,b/overlay.qcow2", "/logs/x,y.log"
 
@@ -41,6 +43,9 @@ func TestQemuArgs(t *testing.T) {
 		{"bootable disk gets the seed disk too", AccelTCG, base, [][]string{
 			{"-drive", "file=/tmp/m/seed.iso,if=virtio,format=raw,readonly=on"},
 		}, []string{"-kernel", "-append", "-initrd", "-smbios", "ds="}},
+		{"platform network parts follow the ssh forward", AccelTCG, platformNet, [][]string{
+			{"-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22,net=169.254.169.0/24,guestfwd=tcp:169.254.169.254:80-cmd:'relay' '127.0.0.1:5'"},
+		}, nil},
 		{"commas in paths are doubled", AccelTCG, commas, [][]string{
 			{"-drive", "file=/tmp/a,,b/overlay.qcow2,if=virtio,format=qcow2,discard=unmap"},
 			{"-chardev", "file,id=serial0,path=/logs/x,,y.log"},

@@ -51,7 +51,15 @@ type MachineOptions struct {
 	// StopTimeout bounds how long Stop waits for the guest to power off
 	// before terminating QEMU; 3 minutes when zero.
 	StopTimeout time.Duration
-	Logger      *slog.Logger
+	// Netdev adds parts to the guest's "-netdev user,…" option (already
+	// escaped for QEMU's option syntax), such as the platform stand-in's
+	// network and guestfwd rules (platform.VM.NetdevOptions).
+	Netdev []string
+	// Disk, when set, is where the overlay is created instead of the
+	// temporary directory, and Destroy keeps it: a runner VM that is
+	// deallocated keeps its disk, as on Azure. It must not exist yet.
+	Disk   string
+	Logger *slog.Logger
 }
 
 // Machine is a running (or exited) QEMU guest. Destroy must always be called.
@@ -66,6 +74,7 @@ type Machine struct {
 	accel       Accel
 	stopTimeout time.Duration
 	seed        *Seed
+	ownDisk     bool // overlay is MachineOptions.Disk: Destroy keeps it
 
 	cmd *exec.Cmd
 	// started is when the qemu process that runs the guest was started
@@ -137,6 +146,16 @@ func Start(ctx context.Context, opts MachineOptions) (m *Machine, err error) {
 			m = nil
 		}
 	}()
+	if opts.Disk != "" {
+		disk, err := filepath.Abs(opts.Disk)
+		if err != nil {
+			return m, fmt.Errorf("qemu machine: disk: %w", err)
+		}
+		if _, err := os.Lstat(disk); err == nil {
+			return m, fmt.Errorf("qemu machine: disk %s already exists", disk)
+		}
+		m.overlay, m.ownDisk = disk, true
+	}
 	logDir := opts.LogDir
 	if logDir == "" {
 		logDir = dir
@@ -152,7 +171,18 @@ func Start(ctx context.Context, opts MachineOptions) (m *Machine, err error) {
 		create = append(create, opts.DiskSize)
 	}
 	if err := runCmd(ctx, "qemu-img", create...); err != nil {
+		if m.ownDisk {
+			os.Remove(m.overlay)
+		}
 		return m, fmt.Errorf("qemu machine: overlay: %w", err)
+	}
+	if m.ownDisk {
+		// A kept disk holds the guest's host keys and whatever its jobs
+		// wrote: the owner's only.
+		if err := os.Chmod(m.overlay, 0o600); err != nil {
+			os.Remove(m.overlay)
+			return m, fmt.Errorf("qemu machine: disk: %w", err)
+		}
 	}
 
 	// MkdirTemp made dir 0700: the seed (it holds the host private key)
@@ -177,7 +207,7 @@ func Start(ctx context.Context, opts MachineOptions) (m *Machine, err error) {
 		cfg := qemuConfig{
 			Accel: m.accel, MemoryMiB: opts.MemoryMiB, CPUs: opts.CPUs, Disk: m.overlay,
 			Kernel: opts.Base.Kernel, Initrd: opts.Base.Initrd, Append: opts.Base.Append,
-			SeedDisk: m.seed.Path(), SSHPort: m.sshPort,
+			SeedDisk: m.seed.Path(), SSHPort: m.sshPort, Netdev: opts.Netdev,
 			SerialLog: m.serialLog, QMPSocket: m.qmpSocket,
 		}
 		out, startErr := m.launch(ctx, qemuArgs(cfg))
@@ -276,6 +306,15 @@ func (m *Machine) Accel() Accel { return m.accel }
 
 // Seed is the machine's NoCloud seed.
 func (m *Machine) Seed() *Seed { return m.seed }
+
+// PID is QEMU's process ID (0 before it started): what a record of a
+// long-lived runner VM keeps to find its process again.
+func (m *Machine) PID() int {
+	if m.cmd == nil || m.cmd.Process == nil {
+		return 0
+	}
+	return m.cmd.Process.Pid
+}
 
 // Overlay is the disk the guest writes to (removed by Destroy).
 func (m *Machine) Overlay() string { return m.overlay }
@@ -469,7 +508,8 @@ func convertImage(ctx context.Context, src, dst string) (Captured, error) {
 }
 
 // Destroy kills QEMU and removes the overlay, the seed and the temporary
-// directory. Logs in MachineOptions.LogDir are kept. It needs no
+// directory. Logs in MachineOptions.LogDir and a MachineOptions.Disk are
+// kept (remove that disk with os.Remove once QEMU has exited). It needs no
 // context so that it can run from any cleanup, and it is idempotent.
 func (m *Machine) Destroy() error {
 	m.mu.Lock()
