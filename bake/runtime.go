@@ -282,7 +282,7 @@ func (b *localRuntime) startPlatform(ctx context.Context) error {
 	b.reg = recordingRegistrar{reg: reg, b: b}
 
 	target, err := fleetlocal.New(fleetlocal.Options{Dir: b.dir, Base: b.base, Platform: plat, Relay: b.opts.Relay,
-		MemoryMiB: b.opts.MemoryMiB, CPUs: b.opts.CPUs, Logger: b.log})
+		MemoryMiB: b.opts.MemoryMiB, CPUs: b.opts.CPUs, KeepLogs: true, Logger: b.log})
 	if err != nil {
 		return err
 	}
@@ -366,6 +366,7 @@ func (b *localRuntime) lifecycle(ctx context.Context) error {
 		b.report.Registrations += r.Registrations
 	}
 	b.report.SecretsSeen = b.secretsSeen()
+	b.writeLogs()
 	b.report.Summary = b.report.summary()
 	if b.report.SecretsSeen > 0 {
 		failed = append(failed, fmt.Sprintf("%d secret(s) seen where they must not be (see the runner's leak reports)", b.report.SecretsSeen))
@@ -503,7 +504,9 @@ func (b *localRuntime) registrations(l fleet.Launched, started time.Time) (regs,
 			id = mint.RunnerID
 		}
 	}
-	regs += gh.Registrations(l.Name)
+	// Registrations counts every registration by that name: JIT mints
+	// and config.sh's alike.
+	regs = gh.Registrations(l.Name)
 	sessions = gh.Sessions(l.Name)
 	if id == 0 {
 		for _, rn := range gh.Runners() {
@@ -520,6 +523,26 @@ func (b *localRuntime) registrations(l fleet.Launched, started time.Time) (regs,
 		}
 	}
 	return regs, sessions, ready
+}
+
+// writeLogs keeps the platform's and GitHub's request logs beside the VMs'
+// (neither holds a token or secret value).
+func (b *localRuntime) writeLogs() {
+	var pl strings.Builder
+	for _, e := range b.plat.Events() {
+		pl.WriteString(e.String() + "\n")
+	}
+	_ = os.WriteFile(filepath.Join(b.dir, "platform.log"), []byte(pl.String()), 0o600)
+	if b.standIn != nil {
+		var gl strings.Builder
+		for _, r := range b.standIn.Requests() {
+			fmt.Fprintf(&gl, "%s %s %s %s %d %s\n", r.Time.UTC().Format("15:04:05.000"), r.Method, r.Path, r.Endpoint, r.Status, r.Auth)
+		}
+		for _, l := range b.standIn.Leaks() {
+			fmt.Fprintf(&gl, "LEAK runner %s: %s in %s (sha256 %s…)\n", l.RunnerName, l.Kind, l.Where, l.Fingerprint)
+		}
+		_ = os.WriteFile(filepath.Join(b.dir, "github.log"), []byte(gl.String()), 0o600)
+	}
 }
 
 // secretsSeen counts leaks the runner reported from inside the VMs, plus

@@ -217,6 +217,7 @@ type verifyFlags struct {
 	runtime      bool
 	cycles       []string
 	githubAPIURL string
+	vmTimeout    time.Duration
 }
 
 func (a *app) verifyCommand() *cli.Command {
@@ -232,6 +233,7 @@ func (a *app) verifyCommand() *cli.Command {
 			&cli.StringFlag{Name: "recipe", Usage: "the recipe whose checks to run (default recipes/IMAGE.yaml)", EnvVars: envs("RECIPE")},
 			&cli.BoolFlag{Name: "runtime", Usage: "boot the image as runner VMs (one per --cycles value) on a local stand-in of Azure and GitHub, and watch each register once, run its job and end as its cycle tag says (local target)"},
 			&cli.StringSliceFlag{Name: "cycles", Value: cli.NewStringSlice("delete", "none", "running"), Usage: "with --runtime: the cycle tag values to try (delete, deallocate, running, none = no tag)"},
+			&cli.DurationFlag{Name: "vm-timeout", Value: 20 * time.Minute, Usage: "with --runtime: bound on one runner VM's boot, job and cycle"},
 			&cli.StringFlag{Name: "github-api-url", Usage: "with --runtime: mint JIT configs on this GitHub API (token in GITHUB_TOKEN) instead of the built-in stand-in; the guest must reach it", EnvVars: envs("GITHUB_API_URL")},
 		), azureFlags()...),
 		Action: func(c *cli.Context) error {
@@ -246,7 +248,7 @@ func (a *app) verifyCommand() *cli.Command {
 				return err
 			}
 			f := verifyFlags{localFlags: lf, azure: readAzureBuildFlags(c), runtime: c.Bool("runtime"),
-				cycles: c.StringSlice("cycles"), githubAPIURL: c.String("github-api-url")}
+				cycles: c.StringSlice("cycles"), githubAPIURL: c.String("github-api-url"), vmTimeout: c.Duration("vm-timeout")}
 			f.image, f.version = parseImageRef(c.Args().First())
 			if f.runtime && f.target != "local" {
 				return usageErr("verify --runtime runs on the local target (the Azure side is played on loopback); drop --target %s", f.target)

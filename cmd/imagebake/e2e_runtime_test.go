@@ -89,8 +89,13 @@ func TestE2ERuntimeLifecycle(t *testing.T) {
 		t.Fatalf("bake: exit %d: %s\n%s", res.code, m.Error, res.stderr)
 	}
 	logs := t.TempDir()
-	res = runBinary(t, env, "verify", "runner-jit@"+m.Version, "--runtime", "--recipe", recipe,
+	res = runBinary(t, env, "verify", "runner-jit@"+m.Version, "--runtime", "--recipe", recipe, "--vm-timeout", "12m",
 		"--gallery-dir", gal, "--cache-dir", cache, "--log-dir", logs, "--output", "json")
+	defer func() {
+		if t.Failed() {
+			dumpRuntimeLogs(t, filepath.Join(logs, "runtime"))
+		}
+	}()
 	var out runtimeOut
 	if err := json.Unmarshal([]byte(res.stdout), &out); err != nil {
 		t.Fatalf("verify --runtime: exit %d, no JSON: %v\n%s\n%s", res.code, err, res.stdout, res.stderr)
@@ -131,6 +136,29 @@ func TestE2ERuntimeLifecycle(t *testing.T) {
 	}
 	noLeftovers(t, tmp)
 	reportLifecycle(t, rt.Summary)
+}
+
+// dumpRuntimeLogs shows what the runner VMs and the stand-ins saw.
+func dumpRuntimeLogs(t *testing.T, dir string) {
+	for _, f := range []string{"platform.log", "github.log"} {
+		b, _ := os.ReadFile(filepath.Join(dir, f))
+		t.Logf("%s:\n%s", f, b)
+	}
+	serials, _ := filepath.Glob(filepath.Join(dir, "*", "*.logs", "serial.log"))
+	for _, s := range serials {
+		b, _ := os.ReadFile(s)
+		lines := strings.Split(string(b), "\n")
+		var keep []string
+		for _, l := range lines {
+			if strings.Contains(l, "runner") || strings.Contains(l, "cloud-init") || strings.Contains(l, "FAILED") || strings.Contains(l, "rror") {
+				keep = append(keep, l)
+			}
+		}
+		if len(keep) > 80 {
+			keep = keep[len(keep)-80:]
+		}
+		t.Logf("%s (runner, cloud-init and error lines):\n%s", s, strings.Join(keep, "\n"))
+	}
 }
 
 // reportLifecycle appends the lifecycle line to IMAGEBAKE_LIFECYCLE_FILE,

@@ -41,6 +41,7 @@ func (a *app) verifyRuntime(ctx context.Context, f verifyFlags, r *recipes.Recip
 		Cycles:       cycles,
 		Relay:        platform.SelfRelay(exe, relayCommand),
 		GitHubAPIURL: f.githubAPIURL,
+		VMTimeout:    f.vmTimeout,
 	}
 	if f.githubAPIURL != "" {
 		// The token comes from the environment only: never argv.

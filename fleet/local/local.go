@@ -58,7 +58,10 @@ type Options struct {
 	// AuthorizedKey, when set, lets this public key log in as
 	// "imagebake-debug" (for examining a runner VM; never set by verify).
 	AuthorizedKey string
-	Logger        *slog.Logger
+	// KeepLogs keeps a deleted VM's console log (verify --runtime reads
+	// them afterwards); otherwise a delete removes them with the record.
+	KeepLogs bool
+	Logger   *slog.Logger
 }
 
 // Target runs local runner VMs. It is safe for concurrent use.
@@ -331,7 +334,9 @@ func (t *Target) watch(rv *runnerVM, recPath string) {
 		if err := os.Remove(recPath); err != nil && !errors.Is(err, os.ErrNotExist) {
 			t.log.Warn("runner VM record", "vm", recCopy.Name, "err", err)
 		}
-		os.RemoveAll(recCopy.LogDir)
+		if !t.opts.KeepLogs {
+			os.RemoveAll(recCopy.LogDir)
+		}
 	} else if err := writeRecord(recPath, recCopy); err != nil {
 		t.log.Warn("runner VM record", "vm", recCopy.Name, "err", err)
 	}
