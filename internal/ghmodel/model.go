@@ -166,10 +166,11 @@ type bearer struct {
 
 // Model is the served stand-in. All methods are safe for concurrent use.
 type Model struct {
-	opts   Options
-	srv    *httptest.Server
-	prefix string
-	log    *slog.Logger
+	opts    Options
+	srv     *httptest.Server
+	handler http.Handler
+	prefix  string
+	log     *slog.Logger
 
 	mu        sync.Mutex
 	now       func() time.Time
@@ -235,6 +236,7 @@ func New(opts Options) *Model {
 		m.keyBits = 2048
 	}
 	h := m.routes()
+	m.handler = h
 	if opts.TLS {
 		m.srv = httptest.NewTLSServer(h)
 	} else {
@@ -246,6 +248,14 @@ func New(opts Options) *Model {
 	}
 	return m
 }
+
+// Handler is the model's routes (API, with PathPrefix, and the runner
+// service), for serving the model on another server too: the platform's
+// HTTPS listener mounts it as api.github.com, so a runner VM's scripts
+// reach it under GitHub's own name. Requests through it share the model's
+// state, faults and request log. Set AdvertiseURL to that server's URL so
+// JIT configs send runners there.
+func (m *Model) Handler() http.Handler { return m.handler }
 
 // Close stops the server.
 func (m *Model) Close() { m.srv.Close() }
