@@ -266,8 +266,10 @@ func (m *Model) URL() string { return m.srv.URL + m.prefix }
 // ServerURL is the server's root URL, without PathPrefix.
 func (m *Model) ServerURL() string { return m.srv.URL }
 
-// RunnerURL is the base the stand-in runner's config.sh registers with
-// (the advertised URL's /_standin/runner/).
+// RunnerURL is the advertised URL's /_standin/runner/: the service a
+// runner's .runner names, and (+ "register") a register URL to bake into a
+// stand-in runner; by default its config.sh registers at the API base
+// derived from --url instead (<api base>/_standin/runner/register).
 func (m *Model) RunnerURL() string { return m.advertise + "/_standin/runner/" }
 
 // Client returns an HTTP client that trusts the server's certificate.
