@@ -46,9 +46,14 @@ const (
 // Options configure a stand-in tarball.
 type Options struct {
 	Version string // the runner version it claims, such as 2.336.0
-	// RegisterURL is where config.sh registers (ghmodel's RunnerURL() +
-	// "register"); the real runner derives it from --url. A JIT runner
-	// needs none: its .runner names the service.
+	// RegisterURL, when set, is where config.sh registers whatever its
+	// --url (ghmodel's RunnerURL() + "register"). By default config.sh
+	// derives it from --url as the real runner derives its API:
+	// https://github.com/OWNER[/REPO] registers at
+	// https://api.github.com/_standin/runner/register, a GitHub Enterprise
+	// Server URL https://HOST/OWNER/REPO at
+	// https://HOST/api/v3/_standin/runner/register. A JIT runner needs
+	// neither: its .runner names the service.
 	RegisterURL string
 	// CACertPEM, when set, is the only CA the listener trusts for https
 	// (a TLS ghmodel's CertPEM); otherwise the system's.
@@ -79,7 +84,10 @@ func Build(o Options) (Tarball, error) {
 			return Tarball{}, fmt.Errorf("stand-in runner %s: register URL %q is not http(s)", o.Version, o.RegisterURL)
 		}
 	}
-	conf := map[string]string{"version": o.Version, "registerUrl": o.RegisterURL}
+	conf := map[string]string{"version": o.Version}
+	if o.RegisterURL != "" {
+		conf["registerUrl"] = o.RegisterURL
+	}
 	if len(o.CACertPEM) > 0 {
 		conf["caFile"] = "bin/standin-ca.pem"
 	}

@@ -41,10 +41,25 @@ type env struct {
 
 func setup(t *testing.T, tls bool) env {
 	t.Helper()
+	return setupWith(t, setupOptions{tls: tls, fixedRegisterURL: true})
+}
+
+// setupOptions vary setup: a GitHub Enterprise Server-shaped model (API
+// under prefix), and whether the tarball has the model's register URL
+// baked in or config.sh derives it from --url.
+type setupOptions struct {
+	tls              bool
+	prefix           string
+	fixedRegisterURL bool
+}
+
+func setupWith(t *testing.T, o setupOptions) env {
+	t.Helper()
 	if _, err := exec.LookPath("python3"); err != nil {
 		t.Skip("python3 not installed")
 	}
-	m := ghmodel.New(ghmodel.Options{TLS: tls, RunnerKeyBits: 1024})
+	tls := o.tls
+	m := ghmodel.New(ghmodel.Options{TLS: tls, PathPrefix: o.prefix, RunnerKeyBits: 1024})
 	t.Cleanup(m.Close)
 	m.AddToken(pat)
 	s, err := runnerreg.ParseScope("https://github.com/acme/app")
@@ -55,7 +70,11 @@ func setup(t *testing.T, tls bool) env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb, err := fakerunner.Build(fakerunner.Options{Version: version, RegisterURL: m.RunnerURL() + "register", CACertPEM: m.CertPEM()})
+	bo := fakerunner.Options{Version: version, CACertPEM: m.CertPEM()}
+	if o.fixedRegisterURL {
+		bo.RegisterURL = m.RunnerURL() + "register"
+	}
+	tb, err := fakerunner.Build(bo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -534,6 +553,102 @@ func TestMirror(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != 404 {
 			t.Errorf("GET %s: %d, want 404", p, resp.StatusCode)
+		}
+	}
+}
+
+// TestConfigShDerivesRegisterURL registers without a baked-in register URL:
+// config.sh finds the API from --url as the real runner does, here a GitHub
+// Enterprise Server-shaped URL (the model's own host) whose API is /api/v3.
+func TestConfigShDerivesRegisterURL(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tls    bool
+		prefix string
+		ok     bool
+	}{
+		{"ghes plain", false, "/api/v3", true},
+		{"ghes tls", true, "/api/v3", true},
+		// A model without /api/v3 answers 404 there: config.sh did not
+		// fall back to the root, so it registers where --url says.
+		{"no api prefix", false, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := setupWith(t, setupOptions{tls: tc.tls, prefix: tc.prefix})
+			rt, err := e.c.RegistrationToken(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			url := e.m.ServerURL() + "/acme/app"
+			r := e.run(t, false, []string{"ACTIONS_RUNNER_INPUT_TOKEN=" + rt.Token.Reveal()}, "config.sh",
+				"--unattended", "--url", url, "--name", "vm-ghes", "--labels", "x", "--ephemeral")
+			if !tc.ok {
+				if r.code != 1 || !strings.Contains(r.stderr, "404") || e.exists(".runner") || e.m.Calls(ghmodel.EpRunnerRegister) != 0 {
+					t.Fatalf("config.sh against a model without /api/v3 = %d\n%s\n%s", r.code, r.stdout, r.stderr)
+				}
+				return
+			}
+			if r.code != 0 || e.m.Registrations("vm-ghes") != 1 {
+				t.Fatalf("config.sh = %d\n%s\n%s", r.code, r.stdout, r.stderr)
+			}
+			var registeredAt string
+			for _, q := range e.m.Requests() {
+				if q.Endpoint == ghmodel.EpRunnerRegister {
+					registeredAt = q.Path
+				}
+			}
+			if registeredAt != "/api/v3/_standin/runner/register" {
+				t.Errorf("registered at %q, want /api/v3/_standin/runner/register", registeredAt)
+			}
+			if r := e.run(t, false, nil, "run.sh"); r.code != 0 || e.exists(".runner") || e.m.Sessions("vm-ghes") != 1 {
+				t.Fatalf("run.sh = %d\n%s\n%s", r.code, r.stdout, r.stderr)
+			}
+		})
+	}
+}
+
+// TestRegisterURLFromGitHubURL checks the listener's mapping of --url to
+// the register endpoint for hosts a test cannot reach (github.com).
+func TestRegisterURLFromGitHubURL(t *testing.T) {
+	e := setupWith(t, setupOptions{})
+	cases := map[string]string{
+		"https://github.com/acme/app":          "https://api.github.com/_standin/runner/register",
+		"https://github.com/acme":              "https://api.github.com/_standin/runner/register",
+		"https://GitHub.com/acme/app/":         "https://api.github.com/_standin/runner/register",
+		"https://www.github.com/acme/app":      "https://api.github.com/_standin/runner/register",
+		"https://octo.ghe.com/acme/app":        "https://api.octo.ghe.com/_standin/runner/register",
+		"https://ghes.example.com/acme/app":    "https://ghes.example.com/api/v3/_standin/runner/register",
+		"https://ghes.example.com:8443/acme":   "https://ghes.example.com:8443/api/v3/_standin/runner/register",
+		"http://127.0.0.1:9/acme/app":          "http://127.0.0.1:9/api/v3/_standin/runner/register",
+		"https://user:pw@ghes.example.com/a/b": "https://ghes.example.com/api/v3/_standin/runner/register",
+		"ftp://github.com/acme/app":            "error",
+		"github.com/acme/app":                  "error",
+	}
+	in, _ := json.Marshal(cases)
+	prog := `import importlib.machinery, importlib.util, json, sys
+loader = importlib.machinery.SourceFileLoader("listener", sys.argv[1])
+spec = importlib.util.spec_from_loader("listener", loader)
+mod = importlib.util.module_from_spec(spec)
+loader.exec_module(mod)
+out = {}
+for url in json.loads(sys.argv[2]):
+    try:
+        out[url] = mod.register_url(url)
+    except ValueError:
+        out[url] = "error"
+print(json.dumps(out))
+`
+	b, err := exec.Command("python3", "-c", prog, filepath.Join(e.dir, "bin", "Runner.Listener"), string(in)).Output()
+	if err != nil {
+		t.Fatalf("python3: %v", err)
+	}
+	var got map[string]string
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	for url, want := range cases {
+		if got[url] != want {
+			t.Errorf("register_url(%q) = %q, want %q", url, got[url], want)
 		}
 	}
 }

@@ -41,9 +41,17 @@ func (m *Model) routes() http.Handler {
 		api("DELETE "+s+"/actions/runners/{id}", EpDeleteRunner, m.deleteRunner)
 	}
 	api("POST /app/installations/{id}/access_tokens", EpAccessToken, m.accessToken)
-	// The runner-facing service is never under the API prefix: it stands
-	// for the Actions service, another host in reality.
+	// config.sh registers with the API host, as the real runner POSTs
+	// <api base>/actions/runner-registration: https://api.github.com, or
+	// https://HOST/api/v3 on GitHub Enterprise Server. So the register
+	// endpoint is served under the API prefix too (and at the root, for
+	// stand-in runners built with a fixed register URL).
 	mux.HandleFunc("POST /_standin/runner/register", m.wrap(EpRunnerRegister, m.runnerRegister))
+	if m.prefix != "" {
+		mux.HandleFunc("POST "+m.prefix+"/_standin/runner/register", m.wrap(EpRunnerRegister, m.runnerRegister))
+	}
+	// The rest of the runner-facing service is never under the API prefix:
+	// it stands for the Actions service, another host in reality.
 	mux.HandleFunc("POST /_standin/runner/session", m.wrap(EpRunnerSession, m.runnerSession))
 	mux.HandleFunc("POST /_standin/runner/done", m.wrap(EpRunnerDone, m.runnerDone))
 	mux.HandleFunc("POST /_standin/runner/leak", m.wrap(EpRunnerLeak, m.runnerLeak))

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -269,5 +270,79 @@ func TestAdvertiseURL(t *testing.T) {
 	var settings map[string]any
 	if err := json.Unmarshal(files[".runner"], &settings); err != nil || settings["serverUrl"] != "http://10.0.2.2:8123/_standin/runner/" {
 		t.Errorf(".runner = %s", files[".runner"])
+	}
+}
+
+// TestHandlerMountedElsewhere serves the model's Handler on a second
+// server, as the platform's HTTPS listener mounts it as api.github.com:
+// both servers share one model, and JIT configs name the advertised one.
+func TestHandlerMountedElsewhere(t *testing.T) {
+	front := httptest.NewUnstartedServer(nil)
+	front.Start()
+	defer front.Close()
+	m, _ := newModel(t, ghmodel.Options{AdvertiseURL: front.URL})
+	front.Config.Handler = m.Handler()
+	post := func(url, auth string, body any) (int, map[string]any) {
+		t.Helper()
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequest("POST", url, bytes.NewReader(b))
+		req.Header.Set("User-Agent", "ghmodel-test")
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out := map[string]any{}
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	status, out := post(front.URL+jitPath, tok, map[string]any{"name": "front", "runner_group_id": 1, "labels": []string{"x"}})
+	if status != 201 {
+		t.Fatalf("mint through the mounted handler: %d %v", status, out)
+	}
+	files, err := ghmodel.DecodeJITConfig(out["encoded_jit_config"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var settings map[string]any
+	if err := json.Unmarshal(files[".runner"], &settings); err != nil || settings["serverUrl"] != front.URL+"/_standin/runner/" {
+		t.Errorf(".runner = %s", files[".runner"])
+	}
+	// The model's own server sees the runner minted through the other one.
+	if a := call(t, m, "GET", "/repos/acme/app/actions/runners", tok, nil); a.body["total_count"] != float64(1) {
+		t.Errorf("list on the model's own server: %v", a.body)
+	}
+	if status, _ := post(front.URL+"/nope", tok, nil); status != 404 {
+		t.Errorf("unknown path through the handler: %d", status)
+	}
+	if n := m.Calls(ghmodel.EpGenerateJIT); n != 1 {
+		t.Errorf("generate-jitconfig calls = %d, want 1", n)
+	}
+}
+
+// TestRegisterUnderPathPrefix: config.sh registers with the API base, so a
+// GitHub Enterprise Server-shaped model serves register under /api/v3 too.
+func TestRegisterUnderPathPrefix(t *testing.T) {
+	for _, prefix := range []string{"", "/api/v3"} {
+		m, _ := newModel(t, ghmodel.Options{PathPrefix: prefix})
+		a := call(t, m, "POST", "/repos/acme/app/actions/runners/registration-token", tok, nil)
+		reg, _ := a.body["token"].(string)
+		for i, url := range []string{m.URL() + "/_standin/runner/register", m.ServerURL() + "/_standin/runner/register"} {
+			b, _ := json.Marshal(map[string]any{"url": "https://ghes.example/acme/app", "token": reg, "name": "vm", "labels": []string{"x"}, "replace": true})
+			resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("prefix %q: register at %s: %d", prefix, url, resp.StatusCode)
+			}
+			if got := m.Registrations("vm"); got != i+1 {
+				t.Errorf("prefix %q: registrations = %d, want %d", prefix, got, i+1)
+			}
+		}
 	}
 }

@@ -166,10 +166,11 @@ type bearer struct {
 
 // Model is the served stand-in. All methods are safe for concurrent use.
 type Model struct {
-	opts   Options
-	srv    *httptest.Server
-	prefix string
-	log    *slog.Logger
+	opts    Options
+	srv     *httptest.Server
+	handler http.Handler
+	prefix  string
+	log     *slog.Logger
 
 	mu        sync.Mutex
 	now       func() time.Time
@@ -235,6 +236,7 @@ func New(opts Options) *Model {
 		m.keyBits = 2048
 	}
 	h := m.routes()
+	m.handler = h
 	if opts.TLS {
 		m.srv = httptest.NewTLSServer(h)
 	} else {
@@ -247,10 +249,13 @@ func New(opts Options) *Model {
 	return m
 }
 
-// Handler is the model's API and runner endpoints, for mounting the model
-// on another server (the platform stand-in's HTTPS listener, where a guest
-// reaches it as api.github.com).
-func (m *Model) Handler() http.Handler { return m.srv.Config.Handler }
+// Handler is the model's routes (API, with PathPrefix, and the runner
+// service), for serving the model on another server too: the platform's
+// HTTPS listener mounts it as api.github.com, so a runner VM's scripts
+// reach it under GitHub's own name. Requests through it share the model's
+// state, faults and request log. Set AdvertiseURL to that server's URL so
+// JIT configs send runners there.
+func (m *Model) Handler() http.Handler { return m.handler }
 
 // Close stops the server.
 func (m *Model) Close() { m.srv.Close() }
@@ -261,8 +266,10 @@ func (m *Model) URL() string { return m.srv.URL + m.prefix }
 // ServerURL is the server's root URL, without PathPrefix.
 func (m *Model) ServerURL() string { return m.srv.URL }
 
-// RunnerURL is the base the stand-in runner's config.sh registers with
-// (the advertised URL's /_standin/runner/).
+// RunnerURL is the advertised URL's /_standin/runner/: the service a
+// runner's .runner names, and (+ "register") a register URL to bake into a
+// stand-in runner; by default its config.sh registers at the API base
+// derived from --url instead (<api base>/_standin/runner/register).
 func (m *Model) RunnerURL() string { return m.advertise + "/_standin/runner/" }
 
 // Client returns an HTTP client that trusts the server's certificate.
