@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -42,13 +43,14 @@ func fleetConnFlags() []cli.Flag {
 		&cli.StringFlag{Name: "resource-group", Usage: "the runner VMs' resource group (launch default: the recipe's runner.env RESOURCE_GROUP; list and prune: every group)", EnvVars: envs("RESOURCE_GROUP")},
 		outputFlag(),
 	}
-	keep := []string{"subscription", "cloud", "resource-manager-endpoint", "resource-manager-audience", "location", "poll-interval", "max-throttle-wait"}
+	// Only the flags azureClients reads; the build flags mean nothing here.
+	keep := []string{"subscription", "cloud", "resource-manager-endpoint", "resource-manager-audience", "poll-interval", "max-throttle-wait"}
 	for _, f := range azureFlags() {
 		if slices.Contains(keep, f.Names()[0]) {
 			flags = append(flags, f)
 		}
 	}
-	return flags
+	return append(flags, &cli.StringFlag{Name: "location", Usage: "the runner VMs' region (default: the recipe's build.location)", EnvVars: envs("LOCATION")})
 }
 
 type launchFlags struct {
@@ -265,9 +267,13 @@ func (a *app) runLaunch(c *cli.Context, f launchFlags) error {
 	}
 	spec.LaunchID = fleet.NewLaunchID()
 	launched, lerr := fleet.Launch(ctx, spec, target, reg, a.log)
-	if w, ok := target.(fleet.Waiter); ok && lerr == nil {
+	// A local target's VMs live only while this process serves them: wait
+	// for those that were created, also when others failed.
+	if w, ok := target.(fleet.Waiter); ok && ctx.Err() == nil && slices.ContainsFunc(launched, func(l fleet.Launched) bool { return l.VM != nil }) {
 		fmt.Fprintf(textOut, "serving the runner VMs until each has finished its cycle (Ctrl-C stops them)\n")
-		lerr = w.Wait(ctx)
+		if err := w.Wait(ctx); err != nil {
+			lerr = errors.Join(lerr, err)
+		}
 	}
 	res := launchResult{Image: f.image, Version: iv.Name, VersionID: iv.ID, Resolved: asked, LaunchID: spec.LaunchID, Cycle: f.cycle,
 		Registration: mode, Labels: labels, Launched: launched}
@@ -282,7 +288,11 @@ func (a *app) runLaunch(c *cli.Context, f launchFlags) error {
 	var failures []string
 	for _, l := range launched {
 		if l.VM == nil {
-			failures = append(failures, l.Error)
+			msg := l.Error
+			if !strings.Contains(msg, l.Name) {
+				msg = l.Name + ": " + msg // "not started: …" names no VM
+			}
+			failures = append(failures, msg)
 			continue
 		}
 		names = append(names, l.Name)
@@ -644,4 +654,3 @@ func printPruned(w io.Writer, res pruneResult) {
 		fmt.Fprintf(w, "  %s in %s: %s%s\n", printable(p.VM.Name), printable(dash(p.VM.ResourceGroup)), printable(p.Reason), printable(state))
 	}
 }
-

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -8,11 +9,14 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v7"
@@ -129,9 +133,9 @@ func (l *launchEnv) runnerVMs() map[string]azmodel.VMInfo {
 
 type launchJSON struct {
 	Image, Version, VersionID, LaunchID, Cycle, Registration string
-	ResolvedFrom                                           string `json:"resolvedFrom"`
-	Labels                                                 []string
-	Launched                                               []struct {
+	ResolvedFrom                                             string `json:"resolvedFrom"`
+	Labels                                                   []string
+	Launched                                                 []struct {
 		Name     string
 		RunnerID int64 `json:"runnerId"`
 		Error    string
@@ -587,6 +591,89 @@ func TestRunnersUsageErrors(t *testing.T) {
 		res := runBinary(t, cleanEnv(), tc.args...)
 		if res.code != tc.code || !strings.Contains(res.stderr, tc.want) {
 			t.Errorf("%v: exit %d, want %d with %q\n%s%s", tc.args, res.code, tc.code, tc.want, res.stdout, res.stderr)
+		}
+	}
+}
+
+// The founding runbook's keyvault-pat recipe (github-runner-focal): nothing
+// is minted, no GitHub credential is needed, and the VMs get no userData.
+func TestLaunchKeyVaultPATMintsNothing(t *testing.T) {
+	l := newLaunchEnv(t, ghmodel.Options{})
+	if err := l.az.Model.SeedVersion(aztest.Subscription, "image-gallery-rg", "runner_images", "github-runner-focal", azmodel.VersionSeed{Name: "1.0.0"}); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"launch", "github-runner-focal"}, l.launchArgs()[2:]...)
+	res := runBinary(t, withoutGitHub(l.env), append(args, "--count", "2", "--output", "json")...)
+	if res.code != 0 {
+		t.Fatalf("launch exited %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	out := parseLaunch(t, res)
+	if out.Registration != contract.RegistrationKeyVaultPAT || len(out.Launched) != 2 {
+		t.Errorf("result %+v", out)
+	}
+	vms := l.runnerVMs()
+	if len(vms) != 2 {
+		t.Fatalf("%d VMs, want 2", len(vms))
+	}
+	for name, vm := range vms {
+		if len(vm.UserData) != 0 || vm.Tags[contract.TagRunnerID] != "" || vm.SecurityType == "TrustedLaunch" || vm.VMSize != "Standard_D2s_v3" {
+			t.Errorf("VM %s: userData %d bytes, runner tag %q, security %q, size %s", name, len(vm.UserData), vm.Tags[contract.TagRunnerID], vm.SecurityType, vm.VMSize)
+		}
+	}
+	if n := len(l.gh.Requests()); n != 0 {
+		t.Errorf("GitHub was called %d times", n)
+	}
+	ghOut, _ := os.ReadFile(l.ghOut)
+	if !strings.Contains(string(ghOut), "runner-ids=[]\n") {
+		t.Errorf("GITHUB_OUTPUT = %q", ghOut)
+	}
+}
+
+// Ctrl-C while the first VM is being created: no further VM is started,
+// the one under way is removed and its registration deleted.
+func TestLaunchSIGINTCleansUp(t *testing.T) {
+	l := newLaunchEnv(t, ghmodel.Options{})
+	// The create stays InProgress long enough for the signal to land.
+	l.az.Model.SetLatency(azmodel.LatencyProfile{Durations: map[azmodel.OpKind]time.Duration{azmodel.OpVMCreate: 20 * time.Second}})
+	cmd := exec.Command(binary, l.launchArgs("--count", "3", "--parallel", "1")...)
+	cmd.Env = l.withToken()
+	cmd.Dir = "../.."
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(l.runnerVMs()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(l.runnerVMs()) == 0 {
+		cmd.Process.Kill()
+		t.Fatalf("no VM create to interrupt:\n%s", out.String())
+	}
+	time.Sleep(200 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitFailed {
+		t.Errorf("exit %v, want %d\n%s", err, exitFailed, out.String())
+	}
+	l.az.Model.Settle()
+	if vms := l.runnerVMs(); len(vms) != 0 {
+		t.Errorf("SIGINT left VMs %v\n%s", vms, out.String())
+	}
+	mints := l.gh.Mints()
+	if len(mints) != 1 {
+		t.Errorf("%d mints after SIGINT during the first create, want 1", len(mints))
+	}
+	for _, r := range l.gh.Runners() {
+		if !r.Deleted {
+			t.Errorf("runner %s (%d) is still registered", r.Name, r.ID)
+		}
+	}
+	// Every VM is named in the failure list, also those never started.
+	for _, m := range []string{"interrupted", "registration " + strconv.FormatInt(mints[0].RunnerID, 10) + " was deleted", "-2: not started", "-3: not started"} {
+		if !strings.Contains(out.String(), m) {
+			t.Errorf("output does not say %q:\n%s", m, out.String())
 		}
 	}
 }
