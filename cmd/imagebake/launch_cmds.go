@@ -258,6 +258,9 @@ func (a *app) runLaunch(c *cli.Context, f launchFlags) error {
 	}
 	asked := firstNonEmpty(f.version, "latest")
 	textOut := f.out.text()
+	if f.target == "azure" && f.identityID == "" && (f.cycle != contract.CycleRunning || mode == contract.RegistrationKeyVaultPAT) {
+		fmt.Fprintf(textOut, "note: no --identity-id: the VMs' cycle script cannot tag, deallocate or delete its VM (nor read Key Vault)\n")
+	}
 	fmt.Fprintf(textOut, "launching %d runner VMs of %s %s (%s), cycle %s, registration %s\n", f.count, f.image, iv.Name, asked, f.cycle, mode)
 
 	spec := fleet.LaunchSpec{Image: f.image, Version: iv.Name, ImageID: where, Count: f.count, NamePrefix: f.namePrefix,
@@ -423,6 +426,14 @@ func (a *app) azureFleet(ctx context.Context, f *launchFlags, r *recipes.Recipe)
 	if iv.ProvisioningState != "" && iv.ProvisioningState != gallery.StateSucceeded {
 		return nil, none, failed("%s %s is %s: only a succeeded version can be launched", f.image, iv.Name, iv.ProvisioningState)
 	}
+	if !replicatedTo(iv, f.azure.location) {
+		var names []string
+		for _, reg := range iv.Regions {
+			names = append(names, reg.Name)
+		}
+		return nil, none, failed("%s %s is not replicated to %s (regions: %s): promote it with --add-region %s, or launch with --location",
+			f.image, iv.Name, f.azure.location, strings.Join(names, ", "), f.azure.location)
+	}
 	// A TrustedLaunch definition's images boot only on Trusted Launch VMs.
 	def, err := store.Definition(ctx, f.image)
 	if err != nil {
@@ -432,6 +443,19 @@ func (a *app) azureFleet(ctx context.Context, f *launchFlags, r *recipes.Recipe)
 		VMSize: firstNonEmpty(f.vmSize, r.Build.VMSize), SubnetID: f.subnetID, IdentityID: f.identityID, Spot: f.spot,
 		EphemeralOSDisk: f.ephemeral, SecurityType: az.BootSecurity(def.SecurityType), Logger: a.log})
 	return t, iv, nil
+}
+
+// replicatedTo reports whether the version has a replica in location
+// (regions come back as display names, "East US"); a version that lists
+// no regions is not judged.
+func replicatedTo(iv gallery.ImageVersion, location string) bool {
+	norm := func(s string) string { return strings.ToLower(strings.ReplaceAll(s, " ", "")) }
+	for _, r := range iv.Regions {
+		if norm(r.Name) == norm(location) {
+			return true
+		}
+	}
+	return len(iv.Regions) == 0
 }
 
 // fleetTarget is the target runners list and prune work on.

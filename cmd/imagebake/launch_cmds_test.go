@@ -560,6 +560,7 @@ func TestLaunchUsageErrors(t *testing.T) {
 		{"app without key", withoutGitHub(l.env), l.launchArgs("--github-app-id", "4242"), exitUsage, appKeyEnv + " is empty"},
 		{"no subnet", l.withToken(), append([]string{"launch", launchImage, "--github-api-url", l.gh.URL()}, l.conn()...), exitUsage, "--subnet-id"},
 		{"no such version", l.withToken(), append([]string{"launch", launchImage + "@1.9.9"}, l.launchArgs()[2:]...), exitFailed, "1.9.9"},
+		{"region without a replica", l.withToken(), l.launchArgs("--location", "westus"), exitFailed, "not replicated to westus"},
 		{"local target", l.withToken(), []string{"launch", launchImage, "--github-api-url", l.gh.URL()}, exitFailed, "local runner VMs: not available in this build"},
 		{"recipe without jit scope", l.withToken(), l.launchArgs("--recipe", "recipes/local-demo.yaml"), exitUsage, ""},
 	} {
