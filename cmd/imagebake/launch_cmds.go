@@ -219,6 +219,9 @@ func (a *app) runLaunch(c *cli.Context, f launchFlags) error {
 		groupID = f.runnerGroupID
 	}
 	mode := r.Runner.Registration.Mode
+	if mode == contract.RegistrationJIT && len(labels) == 0 {
+		return usageErr("%s has no runner.labels: give jit runners at least one label (--labels)", r.Source)
+	}
 	// The GitHub client comes first: a missing credential must stop the
 	// launch before anything is created.
 	var reg fleet.Registrar
