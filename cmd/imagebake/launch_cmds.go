@@ -37,10 +37,10 @@ var labelRe = regexp.MustCompile(`^[A-Za-z0-9._][A-Za-z0-9._-]{0,99}$`)
 
 // fleetConnFlags are the flags every fleet command has: where the runner
 // VMs are and how to reach that platform.
-func fleetConnFlags() []cli.Flag {
+func fleetConnFlags(rgUsage string) []cli.Flag {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "target", Value: "local", Usage: "local or azure", EnvVars: envs("TARGET")},
-		&cli.StringFlag{Name: "resource-group", Usage: "the runner VMs' resource group (launch default: the recipe's runner.env RESOURCE_GROUP; list and prune: every group)", EnvVars: envs("RESOURCE_GROUP")},
+		&cli.StringFlag{Name: "resource-group", Usage: rgUsage, EnvVars: envs("RESOURCE_GROUP")},
 		outputFlag(),
 	}
 	// Only the flags azureClients reads; the build flags mean nothing here.
@@ -50,7 +50,7 @@ func fleetConnFlags() []cli.Flag {
 			flags = append(flags, f)
 		}
 	}
-	return append(flags, &cli.StringFlag{Name: "location", Usage: "the runner VMs' region (default: the recipe's build.location)", EnvVars: envs("LOCATION")})
+	return flags
 }
 
 type launchFlags struct {
@@ -85,7 +85,8 @@ func (a *app) launchCommand() *cli.Command {
 			"GitHub credential: --github-app-id with --github-app-key-file or the key in $" + appKeyEnv + ", else $GITHUB_TOKEN.\n" +
 			"In GitHub Actions it appends vms=[…] and runner-ids=[…] to $GITHUB_OUTPUT.\n" +
 			"Exit codes: 0 every VM launched, 1 some failed (each is listed), 2 bad usage.",
-		Flags: append(fleetConnFlags(),
+		Flags: append(fleetConnFlags("the runner VMs' resource group (default: the recipe's runner.env RESOURCE_GROUP)"),
+			&cli.StringFlag{Name: "location", Usage: "the runner VMs' region (default: the recipe's build.location)", EnvVars: envs("LOCATION")},
 			&cli.StringFlag{Name: "recipe", Usage: "the image's recipe: registration, REPO_URL, labels, gallery (default recipes/IMAGE.yaml)", EnvVars: envs("RECIPE")},
 			&cli.StringFlag{Name: "gallery-dir", Usage: "the local gallery folder (default $XDG_DATA_HOME/imagebake/gallery)", EnvVars: envs("GALLERY_DIR")},
 			&cli.StringFlag{Name: "gallery-resource-group", Usage: "the Azure gallery's resource group (default: the recipe's gallery.azure)", EnvVars: envs("GALLERY_RESOURCE_GROUP")},
@@ -480,6 +481,8 @@ func (a *app) fleetTarget(c *cli.Context, target string, conn azureConnFlags) (f
 	return fleetazure.New(clients, fleetazure.Options{Logger: a.log}), nil
 }
 
+const listRGUsage = "only runner VMs in this resource group (default: every group of the subscription)"
+
 func (a *app) runnersCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "runners",
@@ -489,7 +492,7 @@ func (a *app) runnersCommand() *cli.Command {
 				Name:      "list",
 				Usage:     "list an image's runner VMs: version, power state, cycle, outcome, age",
 				ArgsUsage: "IMAGE",
-				Flags:     fleetConnFlags(),
+				Flags:     fleetConnFlags(listRGUsage),
 				Action: func(c *cli.Context) error {
 					out, err := a.readOutput(c)
 					if err != nil {
@@ -512,7 +515,7 @@ func (a *app) runnersCommand() *cli.Command {
 				ArgsUsage: "IMAGE",
 				Description: "Only VMs tagged as launched from IMAGE and deallocated are ever selected: running, starting, stopped\n" +
 					"or unknown ones never. Each is deleted with its OS disk.",
-				Flags: append(fleetConnFlags(),
+				Flags: append(fleetConnFlags(listRGUsage),
 					&cli.StringFlag{Name: "older-than", Usage: "only VMs launched longer ago than this (e.g. 72h, 3d)"},
 					&cli.StringSliceFlag{Name: "outcome", Usage: "only VMs whose recorded outcome is one of these (" + strings.Join(contract.Outcomes(), ", ") + "; comma separated)"},
 					&cli.BoolFlag{Name: "yes", Usage: "delete; without it prune only prints what it would delete"},
