@@ -380,6 +380,19 @@ func TestRunnersListAndPrune(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A deallocated runner of another image: never listed or pruned here.
+	if err := l.az.Model.SeedVersion(aztest.Subscription, "image-gallery-rg", "runner_images", "github-runner-focal", azmodel.VersionSeed{Name: "1.0.0"}); err != nil {
+		t.Fatal(err)
+	}
+	other := runBinary(t, withoutGitHub(l.env), append(append([]string{"launch", "github-runner-focal"}, l.launchArgs()[2:]...), "--name-prefix", "other", "--output", "json")...)
+	if other.code != 0 {
+		t.Fatalf("launch of the other image exited %d\n%s%s", other.code, other.stdout, other.stderr)
+	}
+	otherName := parseLaunch(t, other).Launched[0].Name
+	if err := c.Deallocate(ctx, "github-runners", otherName); err != nil {
+		t.Fatal(err)
+	}
+
 	list := runBinary(t, l.env, append([]string{"runners", "list", launchImage}, l.conn()...)...)
 	if list.code != 0 {
 		t.Fatalf("runners list exited %d\n%s%s", list.code, list.stdout, list.stderr)
@@ -389,7 +402,7 @@ func TestRunnersListAndPrune(t *testing.T) {
 			t.Errorf("runners list has no %q:\n%s", want, list.stdout)
 		}
 	}
-	if strings.Count(list.stdout, "deallocated") != 2 || strings.Count(list.stdout, "running") != 1 {
+	if strings.Count(list.stdout, "deallocated") != 2 || strings.Count(list.stdout, "running") != 1 || strings.Contains(list.stdout, otherName) {
 		t.Errorf("runners list:\n%s", list.stdout)
 	}
 	jl := runBinary(t, l.env, append([]string{"runners", "list", launchImage, "--output", "json"}, l.conn()...)...)
@@ -463,6 +476,9 @@ func TestRunnersListAndPrune(t *testing.T) {
 	left := l.runnerVMs()
 	if _, ok := left[out.Launched[2].Name]; !ok {
 		t.Errorf("the running runner was deleted")
+	}
+	if _, ok := left[otherName]; !ok {
+		t.Errorf("prune of %s deleted %s, a runner of another image", launchImage, otherName)
 	}
 	for _, ln := range out.Launched[:2] {
 		if _, ok := left[ln.Name]; ok {
