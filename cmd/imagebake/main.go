@@ -174,6 +174,8 @@ func (a *app) cli() *cli.App {
 			a.promoteCommand(),
 			a.rollbackCommand(),
 			a.pruneCommand(),
+			a.launchCommand(),
+			a.runnersCommand(),
 			a.bumpCommand(),
 			a.gcCommand(),
 			a.versionCommand(),
