@@ -2,11 +2,8 @@ package bake
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -151,7 +148,7 @@ type localRuntime struct {
 	reg      fleet.Registrar
 	base     qemu.Base
 	dir      string
-	secrets  []string // values that must never appear in logs or records
+	env      *fleetlocal.Env
 	launched []fleet.Launched
 	cycles   []string
 }
@@ -186,6 +183,9 @@ func (b *localRuntime) check() error {
 	}
 	if rn.Lifecycle != "" && rn.Lifecycle != "cycle-tag" {
 		return fmt.Errorf("recipe %s: runner.lifecycle %q: verify --runtime watches the cycle-tag lifecycle", b.r.Name, rn.Lifecycle)
+	}
+	if !slices.ContainsFunc(b.r.Systemd, func(u recipes.Unit) bool { return u.Template == "github-runner.service" && u.Enable }) {
+		return fmt.Errorf("recipe %s: no enabled github-runner.service unit (systemd: [{name: github-runner.service, template: github-runner.service, enable: true}]): a VM from this image never starts its runner", b.r.Name)
 	}
 	if b.opts.Relay == nil {
 		return errors.New("verify --runtime: no relay command for the guest network")
@@ -229,100 +229,38 @@ func (b *localRuntime) resolveBase(ctx context.Context) error {
 
 // startPlatform starts the platform stand-in, GitHub (stand-in or real) and
 // the local target, with the identity the cycle script uses and, for
-// keyvault-pat, the vault holding a PAT the stand-in accepts.
+// keyvault-pat, the vault holding a PAT GitHub accepts.
 func (b *localRuntime) startPlatform(ctx context.Context) error {
 	rn := b.r.Runner
 	b.report.Registration = rn.Registration.Mode
-	plat, err := platform.New(platform.Config{OutcomeTag: contract.TagOutcome, Logger: b.log})
-	if err != nil {
-		return err
-	}
-	b.plat = plat
-	b.p.OnCleanup("platform", func(ctx context.Context) error { return plat.Close(ctx) })
-
-	scope, err := runnerreg.ParseScope(rn.Env["REPO_URL"])
-	if err != nil {
-		return fmt.Errorf("recipe %s: runner.env.REPO_URL: %w", b.r.Name, err)
-	}
-	var client *http.Client
-	var token runnerreg.Secret
-	switch {
-	case b.opts.GitHubAPIURL != "":
+	eo := fleetlocal.EnvOptions{Dir: b.dir, Base: b.base, Relay: b.opts.Relay, MemoryMiB: b.opts.MemoryMiB, CPUs: b.opts.CPUs,
+		KeepLogs: true, RepoURL: rn.Env["REPO_URL"], Registration: rn.Registration.Mode,
+		KeyVault: rn.Registration.KeyVault, Secret: rn.Registration.Secret, StandIn: b.opts.StandIn, Logger: b.log}
+	b.report.GitHub = "stand-in"
+	if b.opts.GitHubAPIURL != "" {
 		b.report.GitHub = b.opts.GitHubAPIURL
-		scope = scope.WithAPIBase(b.opts.GitHubAPIURL)
-		token = b.opts.GitHubToken
-		if token.IsZero() {
+		if b.opts.GitHubToken.IsZero() {
 			return errors.New("verify --runtime: --github-api-url needs a token in GITHUB_TOKEN")
 		}
-	default:
-		b.report.GitHub = "stand-in"
-		gh := b.opts.StandIn
-		if gh == nil {
-			gh = ghmodel.New(ghmodel.Options{TLS: true, AdvertiseURL: "https://api.github.com", Logger: b.log})
-			b.p.OnCleanup("github stand-in", func(context.Context) error { gh.Close(); return nil })
+		scope, err := runnerreg.ParseScope(rn.Env["REPO_URL"])
+		if err != nil {
+			return fmt.Errorf("recipe %s: runner.env.REPO_URL: %w", b.r.Name, err)
 		}
-		b.standIn = gh
-		for _, host := range []string{"api.github.com", "github.com"} {
-			if err := plat.Mount(host, gh.Handler()); err != nil {
-				return err
-			}
-		}
-		tok := "ghp_" + randomHex(18)
-		gh.AddToken(tok)
-		gh.Watch("pat", tok)
-		token = runnerreg.NewSecret(tok)
-		scope = scope.WithAPIBase(gh.URL())
-		client = gh.Client()
-	}
-	b.secrets = append(b.secrets, token.Reveal())
-	reg, err := runnerreg.New(runnerreg.Options{Scope: scope, Token: token, HTTPClient: client, Logger: b.log})
-	if err != nil {
-		return err
-	}
-	b.reg = recordingRegistrar{reg: reg, b: b}
-
-	target, err := fleetlocal.New(fleetlocal.Options{Dir: b.dir, Base: b.base, Platform: plat, Relay: b.opts.Relay,
-		MemoryMiB: b.opts.MemoryMiB, CPUs: b.opts.CPUs, KeepLogs: true, Logger: b.log})
-	if err != nil {
-		return err
-	}
-	b.target = target
-	b.p.OnCleanup("runner VMs", func(ctx context.Context) error { return target.Close(ctx) })
-
-	if rn.Registration.Mode == contract.RegistrationKeyVaultPAT {
-		// The founding runbook's way: the VM's identity reads the PAT from
-		// Key Vault; the stand-in accepts that PAT for a registration token.
-		if err := plat.AddVault(platform.VaultSpec{Name: rn.Registration.KeyVault,
-			Secrets: map[string]string{rn.Registration.Secret: token.Reveal()}, Readers: []string{target.IdentityID()}}); err != nil {
+		reg, err := runnerreg.New(runnerreg.Options{Scope: scope.WithAPIBase(b.opts.GitHubAPIURL), Token: b.opts.GitHubToken, Logger: b.log, UserAgent: "imagebake"})
+		if err != nil {
 			return err
 		}
+		eo.Registrar, eo.GitHubToken = reg, b.opts.GitHubToken
 	}
-	b.p.Note(contract.StagePlatform, fmt.Sprintf("Azure stand-in on %s, GitHub: %s, registration %s", plat.HTTPSAddr(), b.report.GitHub, rn.Registration.Mode))
+	env, err := fleetlocal.NewEnv(eo)
+	if err != nil {
+		return fmt.Errorf("recipe %s: %w", b.r.Name, err)
+	}
+	b.env = env
+	b.plat, b.target, b.reg, b.standIn = env.Platform, env.Target, env.Registrar, env.StandIn
+	b.p.OnCleanup("runner VMs and their platform", env.Close)
+	b.p.Note(contract.StagePlatform, fmt.Sprintf("Azure stand-in on %s, GitHub: %s, registration %s", b.plat.HTTPSAddr(), b.report.GitHub, rn.Registration.Mode))
 	return nil
-}
-
-// recordingRegistrar keeps each minted JIT config as a secret to look for.
-type recordingRegistrar struct {
-	reg *runnerreg.Client
-	b   *localRuntime
-}
-
-func (r recordingRegistrar) MintJIT(ctx context.Context, name string, labels []string, group int64, work string) (runnerreg.JITConfig, error) {
-	j, err := r.reg.MintJIT(ctx, name, labels, group, work)
-	if err == nil {
-		r.b.secrets = append(r.b.secrets, j.EncodedJITConfig.Reveal())
-	}
-	return j, err
-}
-
-func (r recordingRegistrar) DeleteRunner(ctx context.Context, id int64) error {
-	return r.reg.DeleteRunner(ctx, id)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // launch creates one VM per cycle through the same fleet.Launch that
@@ -564,7 +502,7 @@ func (b *localRuntime) secretsSeen() int {
 		}
 	}
 	all := text.String()
-	for _, s := range b.secrets {
+	for _, s := range b.env.Secrets() {
 		if s != "" && strings.Contains(all, s) {
 			n++
 		}

@@ -49,6 +49,8 @@ runner:
   registration: %s
   labels: [imagebake-e2e]
   env: {REPO_URL: "https://github.com/imagebake/demo", RESOURCE_GROUP: imagebake-local}
+systemd:
+  - {name: github-runner.service, template: github-runner.service, enable: true}
 gallery: {image: %s, version: "1.0"}
 `, name, tb.Version, tb.SHA256, url, registration, name))
 }

@@ -41,6 +41,7 @@ func fleetConnFlags(rgUsage string) []cli.Flag {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "target", Value: "local", Usage: "local or azure", EnvVars: envs("TARGET")},
 		&cli.StringFlag{Name: "resource-group", Usage: rgUsage, EnvVars: envs("RESOURCE_GROUP")},
+		&cli.StringFlag{Name: "runners-dir", Usage: "local target: where runner VMs' records and kept disks are (default $XDG_DATA_HOME/imagebake/runners)", EnvVars: envs("RUNNERS_DIR")},
 		outputFlag(),
 	}
 	// Only the flags azureClients reads; the build flags mean nothing here.
@@ -72,6 +73,10 @@ type launchFlags struct {
 	apiURL                 string
 	parallel               int
 	namePrefix             string
+	// local target
+	runnersDir, cacheDir string
+	standIn              bool
+	memoryMiB, cpus      int
 }
 
 func (a *app) launchCommand() *cli.Command {
@@ -105,6 +110,10 @@ func (a *app) launchCommand() *cli.Command {
 			&cli.StringFlag{Name: "github-api-url", Usage: "the GitHub REST API (default: from the recipe's REPO_URL)", EnvVars: envs("GITHUB_API_URL")},
 			&cli.IntFlag{Name: "parallel", Value: fleet.DefaultParallel, Usage: "VMs created at a time", EnvVars: envs("PARALLEL")},
 			&cli.StringFlag{Name: "name-prefix", Usage: "VM and runner names are PREFIX-LAUNCHID-N (default: the image name)", EnvVars: envs("NAME_PREFIX")},
+			&cli.BoolFlag{Name: "github-stand-in", Usage: "local target: play GitHub with imagebake's built-in stand-in (no GitHub account; the runners take one stand-in job each)"},
+			&cli.StringFlag{Name: "cache-dir", Value: defaultCacheDir(), Usage: "local target: base images (the kernel a Debian-based image boots with)", EnvVars: envs("CACHE_DIR")},
+			&cli.IntFlag{Name: "memory", Usage: "local target: memory per runner VM in MiB (default 1024)", EnvVars: envs("MEMORY")},
+			&cli.IntFlag{Name: "cpus", Usage: "local target: CPUs per runner VM (default 1)", EnvVars: envs("CPUS")},
 		),
 		Action: func(c *cli.Context) error {
 			f, err := a.readLaunchFlags(c)
@@ -129,7 +138,12 @@ func (a *app) readLaunchFlags(c *cli.Context) (launchFlags, error) {
 		count: c.Int("count"), cycle: c.String("cycle"), subnetID: c.String("subnet-id"), identityID: c.String("identity-id"),
 		vmSize: c.String("vm-size"), spot: c.Bool("spot"), ephemeral: c.Bool("ephemeral-os-disk"), runnerGroupID: c.Int64("runner-group-id"),
 		appID: c.String("github-app-id"), appKeyFile: c.String("github-app-key-file"), apiURL: c.String("github-api-url"),
-		parallel: c.Int("parallel"), namePrefix: c.String("name-prefix")}
+		parallel: c.Int("parallel"), namePrefix: c.String("name-prefix"),
+		runnersDir: c.String("runners-dir"), cacheDir: c.String("cache-dir"), standIn: c.Bool("github-stand-in"),
+		memoryMiB: c.Int("memory"), cpus: c.Int("cpus")}
+	if f.standIn && f.target != "local" {
+		return f, usageErr("--github-stand-in is for the local target: on Azure the runners register with GitHub itself")
+	}
 	f.image, f.version = parseImageRef(c.Args().First())
 	if err := gallery.ValidateImageName(f.image); err != nil {
 		return f, usageErr("%v", err)
@@ -226,7 +240,7 @@ func (a *app) runLaunch(c *cli.Context, f launchFlags) error {
 	// The GitHub client comes first: a missing credential must stop the
 	// launch before anything is created.
 	var reg fleet.Registrar
-	if mode == contract.RegistrationJIT {
+	if mode == contract.RegistrationJIT && !f.standIn {
 		client, err := a.registrar(f, r)
 		if err != nil {
 			return err
@@ -247,10 +261,6 @@ func (a *app) runLaunch(c *cli.Context, f launchFlags) error {
 		}
 		where = iv.ID
 	default:
-		target, err = localFleet(c, a.log)
-		if err != nil {
-			return failed("%v", err)
-		}
 		store, err := a.localStore(f.galleryDir)
 		if err != nil {
 			return err
@@ -259,6 +269,21 @@ func (a *app) runLaunch(c *cli.Context, f launchFlags) error {
 			return failed("%v", err)
 		}
 		where = iv.Path
+		env, err := a.localLaunchEnv(ctx, f, r, reg)
+		if err != nil {
+			return failed("%v", err)
+		}
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+			defer cancel()
+			if err := env.Close(cctx); err != nil {
+				a.log.Warn("local runner VMs: closing", "err", err)
+			}
+		}()
+		target, reg = env.Target, env.Registrar
+		if f.identityID != "" {
+			fmt.Fprintf(f.out.text(), "note: --identity-id is for Azure; local runner VMs get the platform stand-in's identity\n")
+		}
 	}
 	asked := firstNonEmpty(f.version, "latest")
 	textOut := f.out.text()

@@ -101,13 +101,14 @@ type Record struct {
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?$`)
 
 // New checks opts and returns a Target. It creates the identity when
-// opts.IdentityID is empty.
+// opts.IdentityID is empty. Without a Platform the target only lists and
+// deletes what earlier launches left (runners list and prune).
 func New(opts Options) (*Target, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("local runner VMs: no directory")
 	}
-	if opts.Platform == nil || opts.Relay == nil {
-		return nil, errors.New("local runner VMs: no platform")
+	if opts.Platform != nil && opts.Relay == nil {
+		return nil, errors.New("local runner VMs: no relay command for the platform")
 	}
 	if opts.ResourceGroup == "" {
 		opts.ResourceGroup = DefaultResourceGroup
@@ -124,7 +125,7 @@ func New(opts Options) (*Target, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.IdentityID == "" {
+	if opts.IdentityID == "" && opts.Platform != nil {
 		id, err := opts.Platform.AddIdentity(platform.Identity{Name: "imagebake-runners", ResourceGroup: opts.ResourceGroup})
 		if err != nil {
 			return nil, fmt.Errorf("local runner VMs: identity: %w", err)
@@ -175,6 +176,9 @@ func (a machine) Destroy(ctx context.Context) error {
 func (t *Target) Create(ctx context.Context, spec fleet.VMSpec) (fleet.VM, error) {
 	if !nameRe.MatchString(spec.Name) || !nameRe.MatchString(spec.Image) {
 		return fleet.VM{}, fmt.Errorf("local runner VM %q of %q: not a valid name", spec.Name, spec.Image)
+	}
+	if t.opts.Platform == nil {
+		return fleet.VM{}, fmt.Errorf("local runner VM %s: this target only lists and deletes (no platform)", spec.Name)
 	}
 	t.mu.Lock()
 	if t.closed {
