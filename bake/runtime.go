@@ -50,6 +50,8 @@ type RuntimeOptions struct {
 	// Dir holds the VMs' records, disks and logs; default LogDir/runtime
 	// or a temporary directory (removed afterwards).
 	Dir string
+	// LaunchID names this run's VMs (RuntimeVMName); default random.
+	LaunchID string
 	// VMTimeout bounds one VM's lifecycle, boot to final state; 20 min
 	// when zero.
 	VMTimeout time.Duration
@@ -267,10 +269,13 @@ func (b *localRuntime) startPlatform(ctx context.Context) error {
 // `imagebake launch` uses: a JIT config minted per VM before it exists.
 func (b *localRuntime) launch(ctx context.Context) error {
 	rn := b.r.Runner
-	launchID := fleet.NewLaunchID()
+	launchID := b.opts.LaunchID
+	if launchID == "" {
+		launchID = fleet.NewLaunchID()[:6]
+	}
 	for i, c := range b.cycles {
 		spec := fleet.LaunchSpec{Image: b.r.Gallery.Image, Version: b.version.Name, ImageID: b.version.Path, Count: 1,
-			NamePrefix: fleet.DefaultPrefix(b.r.Gallery.Image), LaunchID: fmt.Sprintf("%s%d", launchID[:6], i),
+			NamePrefix: fleet.DefaultPrefix(b.r.Gallery.Image), LaunchID: runtimeLaunchID(launchID, i),
 			Cycle: c, Registration: rn.Registration.Mode, Labels: rn.Labels, RunnerGroupID: int64(max(rn.GroupID, 1)),
 			Parallel: 1}
 		got, err := fleet.Launch(ctx, spec, b.target, b.reg, b.log)
@@ -280,6 +285,14 @@ func (b *localRuntime) launch(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+func runtimeLaunchID(id string, i int) string { return fmt.Sprintf("%s%d", id, i) }
+
+// RuntimeVMName is the name of the i-th VM (0-based, in Cycles order) of a
+// verify --runtime run with launch ID id.
+func RuntimeVMName(image, id string, i int) string {
+	return fleet.VMName(fleet.DefaultPrefix(image), runtimeLaunchID(id, i), 1)
 }
 
 // lifecycle waits for every VM to finish its cycle and checks each.

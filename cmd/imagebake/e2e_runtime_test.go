@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -8,28 +9,23 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/imagebake/imagebake/bake"
+	fleetlocal "github.com/imagebake/imagebake/fleet/local"
+	"github.com/imagebake/imagebake/gallery/local"
 	"github.com/imagebake/imagebake/internal/fakerunner"
+	"github.com/imagebake/imagebake/internal/ghmodel"
+	"github.com/imagebake/imagebake/platform"
+	"github.com/imagebake/imagebake/recipes"
+	"github.com/imagebake/imagebake/release"
 )
 
 // runtimeVersion is the stand-in runner's version: current enough for the
 // built-in stand-in GitHub (no minimum there).
 const runtimeVersion = "2.336.0"
-
-// serveMirror serves the stand-in runner tarballs on 127.0.0.1, which a
-// build VM reaches as 10.0.2.2 (QEMU's user network host address).
-func serveMirror(t *testing.T, tarballs ...fakerunner.Tarball) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: fakerunner.Mirror(tarballs...)}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // runnerRecipe is a runner recipe on the Debian base whose tarball comes
 // from the test's mirror.
@@ -72,27 +68,83 @@ type runtimeOut struct {
 	}
 }
 
-// TestE2ERuntimeLifecycle bakes a jit runner image with the stand-in
-// runner, then runs verify --runtime on it: three runner VMs (cycle delete,
-// no tag, running), each registering once with its own JIT config, running
-// its one job and ending as its cycle says.
-func TestE2ERuntimeLifecycle(t *testing.T) {
+// runnerImage is one baked jit runner image, shared by the runtime tests
+// (a bake is minutes under TCG).
+type runnerImage struct {
+	cache, gallery, recipe, version string
+	env                             []string
+	tmp                             string
+	err                             string
+}
+
+var (
+	runnerImageOnce sync.Once
+	runnerImageVal  runnerImage
+)
+
+// removeRunnerImage removes the shared image's folders (TestMain, last).
+func removeRunnerImage() {
+	for _, d := range []string{runnerImageVal.gallery, runnerImageVal.tmp} {
+		if d != "" {
+			os.RemoveAll(d)
+		}
+	}
+	if runnerImageVal.recipe != "" {
+		os.Remove(runnerImageVal.recipe)
+	}
+}
+
+// bakedRunnerImage bakes the jit runner recipe with the stand-in runner
+// (served from a loopback mirror through runner.url) once per test binary.
+func bakedRunnerImage(t *testing.T) runnerImage {
 	cache := needQEMU(t)
-	tb, err := fakerunner.Build(fakerunner.Options{Version: runtimeVersion})
-	if err != nil {
-		t.Fatal(err)
+	runnerImageOnce.Do(func() {
+		ri := &runnerImageVal
+		tb, err := fakerunner.Build(fakerunner.Options{Version: runtimeVersion})
+		if err != nil {
+			ri.err = err.Error()
+			return
+		}
+		// The mirror and folders outlive this test: later tests boot the image.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			ri.err = err.Error()
+			return
+		}
+		go func() { _ = http.Serve(ln, fakerunner.Mirror(tb)) }()
+		port := ln.Addr().(*net.TCPAddr).Port
+		ri.cache = cache
+		ri.gallery, _ = os.MkdirTemp("", "runtime-gallery-")
+		ri.tmp, _ = os.MkdirTemp("", "runtime-tmp-")
+		ri.env = append(cleanEnv(), "TMPDIR="+ri.tmp)
+		ri.recipe = runnerRecipe(t, "runner-jit", "jit", tb, fmt.Sprintf("http://10.0.2.2:%d/%s", port, tb.Name))
+		keep := filepath.Join(ri.gallery, "..", filepath.Base(ri.gallery)+".yaml")
+		if data, err := os.ReadFile(ri.recipe); err == nil {
+			_ = os.WriteFile(keep, data, 0o644)
+			ri.recipe = keep
+		}
+		m, res := bakeJSON(t, ri.env, "bake", ri.recipe, "--gallery-dir", ri.gallery, "--cache-dir", cache)
+		if res.code != 0 {
+			ri.err = fmt.Sprintf("bake: exit %d: %s\n%s", res.code, m.Error, res.stderr)
+			return
+		}
+		ri.version = m.Version
+	})
+	if runnerImageVal.err != "" {
+		t.Fatal(runnerImageVal.err)
 	}
-	port := serveMirror(t, tb)
-	gal, tmp := t.TempDir(), t.TempDir()
-	env := append(cleanEnv(), "TMPDIR="+tmp)
-	recipe := runnerRecipe(t, "runner-jit", "jit", tb, fmt.Sprintf("http://10.0.2.2:%d/%s", port, tb.Name))
-	m, res := bakeJSON(t, env, "bake", recipe, "--gallery-dir", gal, "--cache-dir", cache)
-	if res.code != 0 {
-		t.Fatalf("bake: exit %d: %s\n%s", res.code, m.Error, res.stderr)
-	}
+	return runnerImageVal
+}
+
+// TestE2ERuntimeLifecycle runs verify --runtime on the baked jit runner
+// image: three runner VMs (cycle delete, no tag, running), each registering
+// once with its own JIT config, running its one job and ending as its cycle
+// says.
+func TestE2ERuntimeLifecycle(t *testing.T) {
+	ri := bakedRunnerImage(t)
 	logs := t.TempDir()
-	res = runBinary(t, env, "verify", "runner-jit@"+m.Version, "--runtime", "--recipe", recipe, "--vm-timeout", "12m",
-		"--gallery-dir", gal, "--cache-dir", cache, "--log-dir", logs, "--output", "json")
+	res := runBinary(t, ri.env, "verify", "runner-jit@"+ri.version, "--runtime", "--recipe", ri.recipe, "--vm-timeout", "12m",
+		"--gallery-dir", ri.gallery, "--cache-dir", ri.cache, "--log-dir", logs, "--output", "json")
 	defer func() {
 		if t.Failed() {
 			dumpRuntimeLogs(t, filepath.Join(logs, "runtime"))
@@ -128,16 +180,132 @@ func TestE2ERuntimeLifecycle(t *testing.T) {
 		t.Errorf("summary %q, want %q\n%s", rt.Summary, wantLine, res.stderr)
 	}
 	// The deallocated VM's disk is kept with its record; the deleted one's
-	// is gone.
+	// is gone; each VM's outcome line reached its console (boot diagnostics).
 	for _, r := range rt.Results {
 		disk := filepath.Join(logs, "runtime", "runner-jit", r.VM+".qcow2")
 		_, err := os.Stat(disk)
 		if kept := err == nil; kept != (r.Cycle == "") {
 			t.Errorf("cycle %q: disk %s kept=%v", r.Cycle, disk, kept)
 		}
+		serial, _ := os.ReadFile(filepath.Join(logs, "runtime", "runner-jit", r.VM+".logs", "serial.log"))
+		if r.Cycle != "running" && !strings.Contains(string(serial), "imagebake-runner: outcome=job-done") {
+			t.Errorf("cycle %q: no outcome line on the console", r.Cycle)
+		}
 	}
-	noLeftovers(t, tmp)
+	noLeftovers(t, ri.tmp)
 	reportLifecycle(t, rt.Summary)
+}
+
+// TestE2ERuntimeRefusedAndStale: a runner GitHub refuses (exit 1 with
+// .runner left) and a stale one (exit 7) are told apart by the VM, which
+// records the outcome, says it on its console and is kept (deallocated)
+// for examination; verify --runtime fails naming both.
+func TestE2ERuntimeRefusedAndStale(t *testing.T) {
+	ri := bakedRunnerImage(t)
+	r, err := recipes.Load(ri.recipe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := local.New(ri.gallery, nil)
+	v, err := release.Resolve(context.Background(), store, "runner-jit", ri.version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gh := ghmodel.New(ghmodel.Options{TLS: true, AdvertiseURL: fleetlocal.StandInAdvertiseURL})
+	defer gh.Close()
+	const id = "e2e0ab"
+	refused, stale := bake.RuntimeVMName("runner-jit", id, 0), bake.RuntimeVMName("runner-jit", id, 1)
+	gh.SetOutcome(refused, ghmodel.OutcomeRefuse)
+	gh.SetOutcome(stale, ghmodel.OutcomeStale)
+	dir := t.TempDir()
+	_, rep, err := bake.VerifyRuntime(context.Background(), r, v, bake.RuntimeOptions{
+		LocalOptions: bake.LocalOptions{CacheDir: ri.cache},
+		Cycles:       []string{"delete", "delete"}, Relay: platform.SelfRelay(binary, relayCommand),
+		StandIn: gh, Dir: dir, LaunchID: id, VMTimeout: 12 * time.Minute})
+	if err == nil {
+		t.Fatal("verify --runtime passed with a refused and a stale runner")
+	}
+	for _, want := range []struct{ vm, outcome string }{{refused, "refused"}, {stale, "stale"}} {
+		var got *bake.RuntimeResult
+		for i := range rep.Results {
+			if rep.Results[i].VM == want.vm {
+				got = &rep.Results[i]
+			}
+		}
+		if got == nil {
+			t.Fatalf("no result for %s: %+v", want.vm, rep.Results)
+		}
+		// onNoJob keep: not deleted despite cycle=delete, deallocated with its disk.
+		if got.OK || got.Outcome != want.outcome || got.End != "deallocated" {
+			t.Errorf("%s: %+v", want.vm, *got)
+		}
+		if !strings.Contains(err.Error(), "outcome "+want.outcome) {
+			t.Errorf("the error does not name outcome %s: %v", want.outcome, err)
+		}
+		serial, _ := os.ReadFile(filepath.Join(dir, "runner-jit", want.vm+".logs", "serial.log"))
+		if !strings.Contains(string(serial), "imagebake-runner: outcome="+want.outcome) {
+			t.Errorf("%s: no outcome=%s line on the console", want.vm, want.outcome)
+		}
+		if t.Failed() {
+			dumpRuntimeLogs(t, dir)
+		}
+	}
+}
+
+// TestE2ELaunchLocal launches runner VMs of the baked image on the local
+// target with the GitHub stand-in: a cycle=delete VM ends destroyed, a
+// cycle=deallocate one powered off and listed so by runners list, then
+// pruned.
+func TestE2ELaunchLocal(t *testing.T) {
+	ri := bakedRunnerImage(t)
+	runners := t.TempDir()
+	type launched struct {
+		res result
+		out struct {
+			Launched []struct {
+				Name     string
+				RunnerID int64
+				VM       *struct{ Name, Power string }
+			}
+		}
+	}
+	results := make([]launched, 2)
+	var wg sync.WaitGroup
+	for i, cycle := range []string{"delete", "deallocate"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i].res = runBinary(t, ri.env, "launch", "runner-jit", "--recipe", ri.recipe, "--github-stand-in",
+				"--cycle", cycle, "--gallery-dir", ri.gallery, "--cache-dir", ri.cache, "--runners-dir", runners,
+				"--name-prefix", "e2e-"+cycle, "--output", "json")
+		}()
+	}
+	wg.Wait()
+	for i, cycle := range []string{"delete", "deallocate"} {
+		l := &results[i]
+		if l.res.code != 0 {
+			t.Fatalf("launch --cycle %s: exit %d\n%s\n%s", cycle, l.res.code, l.res.stdout, l.res.stderr)
+		}
+		if err := json.Unmarshal([]byte(l.res.stdout), &l.out); err != nil || len(l.out.Launched) != 1 || l.out.Launched[0].RunnerID == 0 {
+			t.Fatalf("launch --cycle %s: %v %s", cycle, err, l.res.stdout)
+		}
+	}
+	res := runBinary(t, ri.env, "runners", "list", "runner-jit", "--runners-dir", runners, "--output", "json")
+	var vms []struct{ Name, Power, Cycle, Outcome string }
+	if err := json.Unmarshal([]byte(res.stdout), &vms); err != nil {
+		t.Fatalf("runners list: exit %d %v\n%s\n%s", res.code, err, res.stdout, res.stderr)
+	}
+	if len(vms) != 1 || vms[0].Name != results[1].out.Launched[0].Name || vms[0].Power != "deallocated" || vms[0].Outcome != "job-done" {
+		t.Fatalf("runners list after the launches: %+v (the deleted VM must be gone, the deallocated one listed)", vms)
+	}
+	res = runBinary(t, ri.env, "runners", "prune", "runner-jit", "--runners-dir", runners, "--yes")
+	if res.code != 0 {
+		t.Fatalf("runners prune: exit %d\n%s", res.code, res.stderr)
+	}
+	if left, _ := filepath.Glob(filepath.Join(runners, "runner-jit", "*.qcow2")); len(left) != 0 {
+		t.Errorf("disks left after prune: %v", left)
+	}
+	noLeftovers(t, ri.tmp)
 }
 
 // dumpRuntimeLogs shows what the runner VMs and the stand-ins saw.
