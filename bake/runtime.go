@@ -168,7 +168,10 @@ func VerifyRuntime(ctx context.Context, r *recipes.Recipe, v gallery.ImageVersio
 		Path: v.Path, Started: time.Now(), LogDir: opts.LogDir, Resources: map[string]string{}, Settings: &set}
 	rep := &RuntimeReport{}
 	p := NewPipeline(opts.Sink, set.timeouts())
-	err := prepareLogDir(opts.LogDir)
+	var err error
+	if opts.LogDir != "" {
+		err = prepareLogDir(opts.LogDir)
+	}
 	if err == nil {
 		b := &localRuntime{job: job{r: r, set: set, p: p, m: m, log: log, logDir: opts.LogDir}, opts: opts, version: v, report: rep}
 		err = Run(ctx, p, b, localRuntimeStages, nil)

@@ -179,12 +179,13 @@ func TestE2ERuntimeLifecycle(t *testing.T) {
 	if rt.Summary != wantLine || !strings.Contains(res.stderr, wantLine) {
 		t.Errorf("summary %q, want %q\n%s", rt.Summary, wantLine, res.stderr)
 	}
-	// The deallocated VM's disk is kept with its record; the deleted one's
-	// is gone; each VM's outcome line reached its console (boot diagnostics).
+	// The deallocated VM's disk is kept with its record, and so is the
+	// running one's (powered off when verify ends); the deleted one's is
+	// gone. Each VM's outcome line reached its console (boot diagnostics).
 	for _, r := range rt.Results {
 		disk := filepath.Join(logs, "runtime", "runner-jit", r.VM+".qcow2")
 		_, err := os.Stat(disk)
-		if kept := err == nil; kept != (r.Cycle == "") {
+		if kept := err == nil; kept != (r.Cycle != "delete") {
 			t.Errorf("cycle %q: disk %s kept=%v", r.Cycle, disk, kept)
 		}
 		serial, _ := os.ReadFile(filepath.Join(logs, "runtime", "runner-jit", r.VM+".logs", "serial.log"))
@@ -233,7 +234,7 @@ func TestE2ERuntimeRefusedAndStale(t *testing.T) {
 			}
 		}
 		if got == nil {
-			t.Fatalf("no result for %s: %+v", want.vm, rep.Results)
+			t.Fatalf("no result for %s: %+v (%v)", want.vm, rep.Results, err)
 		}
 		// onNoJob keep: not deleted despite cycle=delete, deallocated with its disk.
 		if got.OK || got.Outcome != want.outcome || got.End != "deallocated" {
@@ -344,4 +345,70 @@ func reportLifecycle(t *testing.T, line string) {
 		defer f.Close()
 		fmt.Fprintln(f, line)
 	}
+}
+
+// TestE2ERuntimeKeyVaultPAT bakes the founding runbook's registration
+// (managed identity → Key Vault → PAT → registration token → config.sh)
+// and runs verify --runtime once: the stand-in plays Key Vault and
+// GitHub's registration-token endpoint, and the VM registers itself.
+// A second recipe whose runner download fails shows that failure in the
+// cloud-init stage, naming the URL.
+func TestE2ERuntimeKeyVaultPAT(t *testing.T) {
+	cache := needQEMU(t)
+	tb, err := fakerunner.Build(fakerunner.Options{Version: runtimeVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: fakerunner.Mirror(tb)}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	gal, tmp := t.TempDir(), t.TempDir()
+	env := append(cleanEnv(), "TMPDIR="+tmp)
+
+	// The download fails: a 404 from the mirror.
+	missing := fmt.Sprintf("http://10.0.2.2:%d/missing/%s", port, tb.Name)
+	bad := runnerRecipe(t, "runner-nodownload", "jit", tb, missing)
+	m, res := bakeJSON(t, env, "bake", bad, "--gallery-dir", gal, "--cache-dir", cache)
+	if res.code != 1 || m.FailedStage != "cloud-init" || !strings.Contains(m.Error, missing) {
+		t.Errorf("a failed runner download: exit %d, stage %q, error %q; want 1, cloud-init and the URL", res.code, m.FailedStage, m.Error)
+	}
+
+	recipe := runnerRecipe(t, "runner-kv", "{keyVault: runner-kv-vault, secret: github-pat}", tb, fmt.Sprintf("http://10.0.2.2:%d/%s", port, tb.Name))
+	m, res = bakeJSON(t, env, "bake", recipe, "--gallery-dir", gal, "--cache-dir", cache)
+	if res.code != 0 {
+		t.Fatalf("bake: exit %d: %s\n%s", res.code, m.Error, res.stderr)
+	}
+	logs := t.TempDir()
+	res = runBinary(t, env, "verify", "runner-kv@"+m.Version, "--runtime", "--cycles", "delete", "--recipe", recipe, "--vm-timeout", "12m",
+		"--gallery-dir", gal, "--cache-dir", cache, "--log-dir", logs, "--output", "json")
+	defer func() {
+		if t.Failed() {
+			dumpRuntimeLogs(t, filepath.Join(logs, "runtime"))
+		}
+	}()
+	var out runtimeOut
+	if err := json.Unmarshal([]byte(res.stdout), &out); err != nil {
+		t.Fatalf("verify --runtime: exit %d, no JSON: %v\n%s\n%s", res.code, err, res.stdout, res.stderr)
+	}
+	if res.code != 0 {
+		t.Fatalf("verify --runtime: exit %d: %s\n%s", res.code, out.Error, res.stderr)
+	}
+	rt := out.Runtime
+	if rt.Registration != "keyvault-pat" || len(rt.Results) != 1 || !rt.Results[0].OK || rt.Results[0].End != "destroyed" ||
+		rt.Results[0].Registrations != 1 || rt.SecretsSeen != 0 {
+		t.Errorf("keyvault-pat runtime: %+v", rt)
+	}
+	// The VM read the PAT from Key Vault and traded it for a registration
+	// token: both calls are in the stand-ins' logs.
+	plog, _ := os.ReadFile(filepath.Join(logs, "runtime", "platform.log"))
+	glog, _ := os.ReadFile(filepath.Join(logs, "runtime", "github.log"))
+	if !strings.Contains(string(plog), "/secrets/github-pat") || !strings.Contains(string(glog), "registration-token 201") {
+		t.Errorf("no Key Vault read or registration token:\n%s\n%s", plog, glog)
+	}
+	noLeftovers(t, tmp)
 }
