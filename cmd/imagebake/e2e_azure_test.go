@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,8 +59,15 @@ type result struct {
 
 func runBinary(t *testing.T, env []string, args ...string) result {
 	t.Helper()
+	return runBinaryIn(t, env, nil, args...)
+}
+
+// runBinaryIn runs the binary with stdin.
+func runBinaryIn(t *testing.T, env []string, stdin io.Reader, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Env = env
+	cmd.Stdin = stdin
 	cmd.Dir = "../.."
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -35,7 +35,8 @@ func runnerRecipe(t *testing.T, name, registration string, tb fakerunner.Tarball
 base: {local: {builtin: debian-bookworm}}
 packages: [curl, jq]
 users:
-  - {name: runner, system: true, home: /home/runner}
+  # systemd-journal: the stand-in runner's leak scan reads the whole journal.
+  - {name: runner, system: true, groups: [systemd-journal], home: /home/runner}
 runner:
   version: %s
   sha256: %s

@@ -577,7 +577,8 @@ func TestLaunchUsageErrors(t *testing.T) {
 		{"no subnet", l.withToken(), append([]string{"launch", launchImage, "--github-api-url", l.gh.URL()}, l.conn()...), exitUsage, "--subnet-id"},
 		{"no such version", l.withToken(), append([]string{"launch", launchImage + "@1.9.9"}, l.launchArgs()[2:]...), exitFailed, "1.9.9"},
 		{"region without a replica", l.withToken(), l.launchArgs("--location", "westus"), exitFailed, "not replicated to westus"},
-		{"local target", l.withToken(), []string{"launch", launchImage, "--github-api-url", l.gh.URL()}, exitFailed, "local runner VMs: not available in this build"},
+		{"local target, no such local image", l.withToken(), []string{"launch", launchImage, "--github-api-url", l.gh.URL(), "--gallery-dir", t.TempDir()}, exitFailed, "no such image"},
+		{"stand-in on azure", l.withToken(), l.launchArgs("--github-stand-in"), exitUsage, "--github-stand-in is for the local target"},
 		{"recipe without jit scope", l.withToken(), l.launchArgs("--recipe", "recipes/local-demo.yaml"), exitUsage, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -603,7 +604,6 @@ func TestRunnersUsageErrors(t *testing.T) {
 		{[]string{"runners", "prune", launchImage, "--outcome", "sad"}, exitUsage, "--outcome \"sad\""},
 		{[]string{"runners", "prune", launchImage, "--older-than", "soon"}, exitUsage, "--older-than"},
 		{[]string{"runners", "list", launchImage, "--target", "gcp"}, exitUsage, "--target"},
-		{[]string{"runners", "list", launchImage}, exitFailed, "not available in this build"},
 	} {
 		res := runBinary(t, cleanEnv(), tc.args...)
 		if res.code != tc.code || !strings.Contains(res.stderr, tc.want) {
