@@ -195,6 +195,14 @@ func TestE2ERuntimeLifecycle(t *testing.T) {
 		}
 	}
 	noLeftovers(t, ri.tmp)
+	for _, r := range rt.Results {
+		cycle := r.Cycle
+		if cycle == "" {
+			cycle = "none"
+		}
+		reportLifecycle(t, fmt.Sprintf("  cycle=%s: %s, outcome %s, %s, boot-to-ready %.1fs (QEMU start → runner session; 3 VMs at once under TCG)",
+			cycle, r.VM, r.Outcome, r.End, r.BootToReadySeconds))
+	}
 	reportLifecycle(t, rt.Summary)
 }
 
