@@ -195,7 +195,9 @@ func (r recording) MintJIT(ctx context.Context, name string, labels []string, gr
 	return j, err
 }
 
-func (r recording) DeleteRunner(ctx context.Context, id int64) error { return r.reg.DeleteRunner(ctx, id) }
+func (r recording) DeleteRunner(ctx context.Context, id int64) error {
+	return r.reg.DeleteRunner(ctx, id)
+}
 
 func randomHex(n int) string {
 	b := make([]byte, n)
