@@ -261,6 +261,11 @@ func (a *app) verifyCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit(fmt.Sprintf("%v\n(verify runs the checks of the recipe the image was baked from; name it with --recipe)", err), exitUsage)
 			}
+			if f.runtime {
+				if f.cycles, err = runtimeCycles(f.cycles, r); err != nil {
+					return err
+				}
+			}
 			return a.runVerify(c.Context, f, r)
 		},
 	}

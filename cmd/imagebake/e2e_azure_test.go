@@ -81,6 +81,33 @@ func runBinaryIn(t *testing.T, env []string, stdin io.Reader, args ...string) re
 	return result{code, out.String(), errb.String()}
 }
 
+// interruptBinary starts the binary, waits (up to 20 s) until ready says it
+// has made something to interrupt, lets it run for settle, sends SIGINT and
+// returns Wait's error and the combined output.
+func interruptBinary(t *testing.T, env []string, ready func() bool, settle time.Duration, args ...string) (error, *bytes.Buffer) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = env
+	cmd.Dir = "../.."
+	out := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !ready() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !ready() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("%s made nothing to interrupt:\n%s", args[0], out.String())
+	}
+	time.Sleep(settle)
+	_ = cmd.Process.Signal(syscall.SIGINT)
+	return cmd.Wait(), out
+}
+
 func azureEnv(t *testing.T, e *aztest.Env) []string {
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(ca, e.Server.CACertPEM(), 0o644); err != nil {
@@ -203,26 +230,9 @@ func TestE2EAzureSIGINTCleansUp(t *testing.T) {
 	e := aztest.New(t, azmodel.Options{}, nil)
 	// Slow the VM create so the signal lands while the build's resources exist.
 	e.Model.MustAddRule(azmodel.Rule{Op: "VirtualMachines_CreateOrUpdate", Nth: 1, Delay: 3 * time.Second})
-	cmd := exec.Command(binary, "bake", "recipes/github-runner-focal.yaml", "--target", "azure", "--resource-manager-endpoint", e.Server.URL(),
+	err, out := interruptBinary(t, azureEnv(t, e), func() bool { return len(e.BuildLeftovers()) > 0 }, 500*time.Millisecond,
+		"bake", "recipes/github-runner-focal.yaml", "--target", "azure", "--resource-manager-endpoint", e.Server.URL(),
 		"--ssh-port", strconv.Itoa(e.Port), "--poll-interval", "10ms", "--cache-dir", t.TempDir())
-	cmd.Env = azureEnv(t, e)
-	cmd.Dir = "../.."
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for len(e.BuildLeftovers()) == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if len(e.BuildLeftovers()) == 0 {
-		cmd.Process.Kill()
-		t.Fatalf("the bake created nothing to interrupt:\n%s", out.String())
-	}
-	time.Sleep(500 * time.Millisecond)
-	cmd.Process.Signal(syscall.SIGINT)
-	err := cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Errorf("exit %v, want 1\n%s", err, out.String())
 	}

@@ -144,20 +144,7 @@ func bakedRunnerImage(t *testing.T) runnerImage {
 func TestE2ERuntimeLifecycle(t *testing.T) {
 	ri := bakedRunnerImage(t)
 	logs := t.TempDir()
-	res := runBinary(t, ri.env, "verify", "runner-jit@"+ri.version, "--runtime", "--recipe", ri.recipe, "--vm-timeout", "12m",
-		"--gallery-dir", ri.gallery, "--cache-dir", ri.cache, "--log-dir", logs, "--output", "json")
-	defer func() {
-		if t.Failed() {
-			dumpRuntimeLogs(t, filepath.Join(logs, "runtime"))
-		}
-	}()
-	var out runtimeOut
-	if err := json.Unmarshal([]byte(res.stdout), &out); err != nil {
-		t.Fatalf("verify --runtime: exit %d, no JSON: %v\n%s\n%s", res.code, err, res.stdout, res.stderr)
-	}
-	if res.code != 0 {
-		t.Fatalf("verify --runtime: exit %d: %s\n%s", res.code, out.Error, res.stderr)
-	}
+	out, res := verifyRuntime(t, ri.env, logs, "runner-jit@"+ri.version, "--recipe", ri.recipe, "--gallery-dir", ri.gallery, "--cache-dir", ri.cache)
 	rt := out.Runtime
 	want := map[string]string{"delete": "destroyed", "": "deallocated", "running": "running"}
 	if len(rt.Results) != 3 {
@@ -318,6 +305,26 @@ func TestE2ELaunchLocal(t *testing.T) {
 	noLeftovers(t, ri.tmp)
 }
 
+// verifyRuntime runs verify --runtime (JSON, logs under logs) and fails the
+// test unless it passed; on any later failure it shows the VMs' logs.
+func verifyRuntime(t *testing.T, env []string, logs, ref string, args ...string) (runtimeOut, result) {
+	t.Helper()
+	res := runBinary(t, env, append([]string{"verify", ref, "--runtime", "--vm-timeout", "12m", "--log-dir", logs, "--output", "json"}, args...)...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpRuntimeLogs(t, filepath.Join(logs, "runtime"))
+		}
+	})
+	var out runtimeOut
+	if err := json.Unmarshal([]byte(res.stdout), &out); err != nil {
+		t.Fatalf("verify --runtime: exit %d, no JSON: %v\n%s\n%s", res.code, err, res.stdout, res.stderr)
+	}
+	if res.code != 0 {
+		t.Fatalf("verify --runtime: exit %d: %s\n%s", res.code, out.Error, res.stderr)
+	}
+	return out, res
+}
+
 // dumpRuntimeLogs shows what the runner VMs and the stand-ins saw.
 func dumpRuntimeLogs(t *testing.T, dir string) {
 	for _, f := range []string{"platform.log", "github.log"} {
@@ -393,20 +400,7 @@ func TestE2ERuntimeKeyVaultPAT(t *testing.T) {
 		t.Fatalf("bake: exit %d: %s\n%s", res.code, m.Error, res.stderr)
 	}
 	logs := t.TempDir()
-	res = runBinary(t, env, "verify", "runner-kv@"+m.Version, "--runtime", "--cycles", "delete", "--recipe", recipe, "--vm-timeout", "12m",
-		"--gallery-dir", gal, "--cache-dir", cache, "--log-dir", logs, "--output", "json")
-	defer func() {
-		if t.Failed() {
-			dumpRuntimeLogs(t, filepath.Join(logs, "runtime"))
-		}
-	}()
-	var out runtimeOut
-	if err := json.Unmarshal([]byte(res.stdout), &out); err != nil {
-		t.Fatalf("verify --runtime: exit %d, no JSON: %v\n%s\n%s", res.code, err, res.stdout, res.stderr)
-	}
-	if res.code != 0 {
-		t.Fatalf("verify --runtime: exit %d: %s\n%s", res.code, out.Error, res.stderr)
-	}
+	out, _ := verifyRuntime(t, env, logs, "runner-kv@"+m.Version, "--cycles", "delete", "--recipe", recipe, "--gallery-dir", gal, "--cache-dir", cache)
 	rt := out.Runtime
 	if rt.Registration != "keyvault-pat" || len(rt.Results) != 1 || !rt.Results[0].OK || rt.Results[0].End != "destroyed" ||
 		rt.Results[0].Registrations != 1 || rt.SecretsSeen != 0 {

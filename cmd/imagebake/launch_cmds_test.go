@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -14,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -652,25 +650,8 @@ func TestLaunchSIGINTCleansUp(t *testing.T) {
 	l := newLaunchEnv(t, ghmodel.Options{})
 	// The create stays InProgress long enough for the signal to land.
 	l.az.Model.SetLatency(azmodel.LatencyProfile{Durations: map[azmodel.OpKind]time.Duration{azmodel.OpVMCreate: 20 * time.Second}})
-	cmd := exec.Command(binary, l.launchArgs("--count", "3", "--parallel", "1")...)
-	cmd.Env = l.withToken()
-	cmd.Dir = "../.."
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for len(l.runnerVMs()) == 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if len(l.runnerVMs()) == 0 {
-		cmd.Process.Kill()
-		t.Fatalf("no VM create to interrupt:\n%s", out.String())
-	}
-	time.Sleep(200 * time.Millisecond)
-	cmd.Process.Signal(syscall.SIGINT)
-	err := cmd.Wait()
+	err, out := interruptBinary(t, l.withToken(), func() bool { return len(l.runnerVMs()) > 0 }, 200*time.Millisecond,
+		l.launchArgs("--count", "3", "--parallel", "1")...)
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitFailed {
 		t.Errorf("exit %v, want %d\n%s", err, exitFailed, out.String())
 	}

@@ -13,12 +13,14 @@ import (
 	"github.com/imagebake/imagebake/runnerreg"
 )
 
-// verifyRuntime runs verify --runtime: the published image as runner VMs,
-// one per cycle value, each watched from boot to its end.
-func (a *app) verifyRuntime(ctx context.Context, f verifyFlags, r *recipes.Recipe, v gallery.ImageVersion) error {
-	textOut := f.out.text()
-	cycles := make([]string, 0, len(f.cycles))
-	for _, c := range f.cycles {
+// runtimeCycles reads --cycles ("none" is a VM without the tag) and
+// refuses what verify --runtime cannot run, before anything is resolved.
+func runtimeCycles(values []string, r *recipes.Recipe) ([]string, error) {
+	if r.Runner == nil {
+		return nil, usageErr("%s has no runner section: verify --runtime boots runner VMs", r.Source)
+	}
+	var cycles []string
+	for _, c := range values {
 		for _, part := range strings.Split(c, ",") {
 			switch part = strings.TrimSpace(part); part {
 			case "none":
@@ -26,10 +28,18 @@ func (a *app) verifyRuntime(ctx context.Context, f verifyFlags, r *recipes.Recip
 			case "delete", "deallocate", "running":
 				cycles = append(cycles, part)
 			default:
-				return usageErr("--cycles %q: use delete, deallocate, running or none", part)
+				return nil, usageErr("--cycles %q: use delete, deallocate, running or none", part)
 			}
 		}
 	}
+	return cycles, nil
+}
+
+// verifyRuntime runs verify --runtime: the published image as runner VMs,
+// one per cycle value, each watched from boot to its end.
+func (a *app) verifyRuntime(ctx context.Context, f verifyFlags, r *recipes.Recipe, v gallery.ImageVersion) error {
+	textOut := f.out.text()
+	cycles := f.cycles
 	exe, err := os.Executable()
 	if err != nil {
 		return failed("verify --runtime: %v", err)

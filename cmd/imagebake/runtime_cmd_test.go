@@ -5,6 +5,8 @@ import (
 	"net"
 	"strings"
 	"testing"
+
+	"github.com/imagebake/imagebake/recipes"
 )
 
 // TestPlatformRelay runs the hidden subcommand QEMU starts per guest
@@ -52,5 +54,42 @@ func TestPlatformRelay(t *testing.T) {
 	res := runBinary(t, cleanEnv(), "--help")
 	if strings.Contains(res.stdout, relayCommand) {
 		t.Errorf("--help lists the internal %s subcommand", relayCommand)
+	}
+}
+
+func TestRuntimeCycles(t *testing.T) {
+	runner, err := recipes.Load("../../recipes/github-runner-noble.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo, err := recipes.Load("../../recipes/local-demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		r       *recipes.Recipe
+		values  []string
+		want    []string
+		wantErr string
+	}{
+		{"default", runner, []string{"delete", "none", "running"}, []string{"delete", "", "running"}, ""},
+		{"comma separated", runner, []string{"deallocate, none"}, []string{"deallocate", ""}, ""},
+		{"unknown value", runner, []string{"delete,sometimes"}, nil, `--cycles "sometimes"`},
+		{"no runner", demo, []string{"delete"}, nil, "has no runner section"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := runtimeCycles(tc.values, tc.r)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || strings.Join(got, "|") != strings.Join(tc.want, "|") || len(got) != len(tc.want) {
+				t.Errorf("got %q %v, want %q", got, err, tc.want)
+			}
+		})
 	}
 }
